@@ -1,0 +1,7 @@
+"""``python -m telstate``: the same as the ``telstate`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,269 @@
+"""The rules of the telescope state, shared by the sync and asyncio front ends.
+
+Nothing here does I/O.  Simple operations are "prepare, one backend call,
+finish": the front ends call the pure helpers below around a single backend
+call, adding only ``await`` in the asyncio version.  Waits take several steps
+(check, subscribe, check again, then react to updates), so they are written
+once as generators that *yield* requests and receive the replies (the h11 /
+sans-I/O pattern); :mod:`telstate.client` and :mod:`telstate.aio` each drive
+them with their own kind of I/O and own the clocks (timeouts, cancellation).
+
+Wait semantics: ``wait_key`` returns once the key exists under some prefix of
+the view and ``condition(value, timestamp)`` holds for the first prefix that
+has it (timestamp None for non-sensors, the dict of an indexed key).  When an
+update arrives for that key, the condition sees the value the update carries,
+so a waiter for "a sample above 5" is woken by such a sample even if a later
+one is already stored.  ``wait_indexed`` is the same for one sub-key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ._codec import ENCODING_MSGPACK, decode_value, encode_value, equal_encoded_values
+from ._errors import DecodeError, ImmutableKeyError
+from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
+from ._updates import KeyUpdate
+
+__all__ = [
+    "Call",
+    "NextUpdate",
+    "Subscribe",
+    "TelescopeStateBase",
+    "check_immutable_change",
+    "decode_found",
+    "encode_sub_key",
+    "wait_indexed_steps",
+    "wait_key_steps",
+]
+
+logger = logging.getLogger("telstate")
+
+_B = TypeVar("_B")
+_Self = TypeVar("_Self", bound="TelescopeStateBase[Any]")
+
+KeyCondition = Callable[[Any, float | None], bool]
+IndexedCondition = Callable[[Any], bool]
+
+
+class TelescopeStateBase(Generic[_B]):
+    """Views and key naming, common to the sync and asyncio TelescopeState."""
+
+    SEPARATOR = SEPARATOR
+    SEPARATOR_BYTES = SEPARATOR.encode()
+
+    _backend: _B
+    _prefixes: tuple[bytes, ...]
+
+    def _init_view(
+        self, backend: _B | None, prefixes: Sequence[str | bytes], base: Any | None
+    ) -> None:
+        if base is not None and backend is not None:
+            raise ValueError("cannot specify both base and backend")
+        if base is not None:
+            backend = base._backend
+        if backend is None:
+            raise ValueError("must specify either base or backend")
+        if isinstance(prefixes, str | bytes):
+            raise TypeError("prefixes must be a sequence of str or bytes, not a single one")
+        self._backend = backend
+        self._prefixes = tuple(ensure_bytes(prefix) for prefix in prefixes)
+        if not self._prefixes:
+            raise ValueError("a view needs at least one prefix")
+        self._write_prefix = self._prefixes[0]
+        self._single = self._prefixes == (b"",)
+
+    def _full_keys(self, key: str | bytes) -> tuple[bytes, ...]:
+        """The keys a read of `key` tries, in order."""
+        key_b = key.encode("utf-8", "surrogateescape") if type(key) is str else ensure_bytes(key)
+        if self._single:
+            return (key_b,)
+        return tuple(prefix + key_b for prefix in self._prefixes)
+
+    def _write_key(self, key: str | bytes) -> bytes:
+        """The full key that a write of `key` goes to."""
+        key_b = key.encode("utf-8", "surrogateescape") if type(key) is str else ensure_bytes(key)
+        return self._write_prefix + key_b
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The view's prefixes, highest priority first."""
+        return tuple(ensure_str(prefix) for prefix in self._prefixes)
+
+    @property
+    def backend(self) -> _B:
+        """The backend holding the data."""
+        return self._backend
+
+    @classmethod
+    def join(cls, *names: str) -> str:
+        """Join key name parts with the separator (``_``)."""
+        return cls.SEPARATOR.join(names)
+
+    def view(
+        self: _Self, name: str | bytes, add_separator: bool = True, exclusive: bool = False
+    ) -> _Self:
+        """A view with `name` as its first prefix.
+
+        Parameters
+        ----------
+        name
+            Namespace; the separator is appended unless it is empty, already ends
+            with one, or `add_separator` is false.
+        add_separator
+            Whether to append the separator.
+        exclusive
+            If true, `name` is the only prefix; otherwise the existing prefixes
+            follow it (reads fall back to them, writes go to `name`).
+        """
+        prefixes = view_prefixes(self._prefixes, name, add_separator, exclusive)
+        return type(self)(prefixes=prefixes, base=self)  # type: ignore[call-arg]
+
+    def root(self: _Self) -> _Self:
+        """A view with only the root (empty) prefix."""
+        return type(self)(base=self)  # type: ignore[call-arg]
+
+    def __repr__(self) -> str:
+        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"<{name} prefixes={self.prefixes!r} backend={self._backend!r}>"
+
+
+# --------------------------------------------------------------------------- simple operations
+
+
+def check_immutable_change(what: str, old: bytes, new: bytes, new_value: Any) -> None:
+    """Accept re-setting an immutable value to an equal one; raise otherwise."""
+    try:
+        if equal_encoded_values(new, old):
+            logger.debug("%s set again to the same value", what)
+            return
+        raise ImmutableKeyError(
+            f"Attempt to change value of immutable key {what} from "
+            f"{decode_value(old)!r} to {new_value!r}"
+        )
+    except DecodeError as exc:
+        raise ImmutableKeyError(
+            f"Attempt to set immutable key {what} to {new_value!r}, but its stored value "
+            f"cannot be decoded to compare: {exc}"
+        ) from exc
+
+
+def encode_sub_key(sub_key: Any) -> bytes:
+    """Encoded sub-key: always MessagePack, so lookups need not know how it was written."""
+    hash(sub_key)  # unhashable sub-keys could never be found again in the dict from get()
+    return encode_value(sub_key, ENCODING_MSGPACK)
+
+
+def decode_payload(key_type: KeyType, payload: bytes | dict[bytes, bytes]) -> Any:
+    """Decoded value of a key's payload (a dict for an indexed key)."""
+    if isinstance(payload, dict):
+        return {decode_value(k): decode_value(v) for k, v in payload.items()}
+    return decode_value(payload)
+
+
+def decode_found(
+    found: tuple[int, KeyType, bytes | dict[bytes, bytes], float | None], return_encoded: bool
+) -> Any:
+    """The value :meth:`get` returns for what the backend found."""
+    payload = found[2]
+    if return_encoded:
+        return payload
+    if type(payload) is bytes:
+        return decode_value(payload)
+    return decode_payload(found[1], payload)
+
+
+# --------------------------------------------------------------------------- waits
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Request: call ``backend.<method>(*args)`` and send back the result."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Request: subscribe to the updates of ``keys`` (reply: None)."""
+
+    keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NextUpdate:
+    """Request: the next update (a KeyUpdate or Recheck), waiting as long as allowed."""
+
+
+_NEXT = NextUpdate()
+Step = Generator[Call | Subscribe | NextUpdate, Any, None]
+
+
+def _key_holds(found: Any, condition: KeyCondition | None) -> bool:
+    if found is None:
+        return False
+    if condition is None:
+        return True
+    return condition(decode_payload(found[1], found[2]), found[3])
+
+
+def wait_key_steps(keys: tuple[bytes, ...], condition: KeyCondition | None) -> Step:
+    """Steps of ``wait_key``: finishes when the key exists and the condition holds."""
+    if _key_holds((yield Call("get", (keys,))), condition):
+        return
+    yield Subscribe(keys)
+    if _key_holds((yield Call("get", (keys,))), condition):
+        return
+    while True:
+        update = yield _NEXT
+        if isinstance(update, KeyUpdate):
+            if condition is None:
+                return  # a write to any of the keys: the key exists now
+            if update.key_type is not KeyType.INDEXED and update.key in keys:
+                pos = keys.index(update.key)
+                shadowed = pos > 0 and (yield Call("exists", (keys[:pos],)))
+                if not shadowed:
+                    if condition(decode_value(update.value), update.timestamp):
+                        return
+                    continue
+        if _key_holds((yield Call("get", (keys,))), condition):
+            return
+
+
+def _indexed_holds(found: Any, condition: IndexedCondition | None) -> bool:
+    if found is None or found[1] is None:
+        return False
+    return condition is None or condition(decode_value(found[1]))
+
+
+def wait_indexed_steps(
+    keys: tuple[bytes, ...], sub_key: bytes, condition: IndexedCondition | None, what: str
+) -> Step:
+    """Steps of ``wait_indexed``: finishes when the sub-key exists and the condition holds."""
+    if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
+        return
+    yield Subscribe(keys)
+    if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
+        return
+    while True:
+        update = yield _NEXT
+        if isinstance(update, KeyUpdate):
+            if update.key_type is not KeyType.INDEXED:
+                raise ImmutableKeyError(f"wait_indexed called on non-indexed key {what}")
+            if update.sub_key != sub_key:
+                continue
+            if update.key == keys[0]:
+                if condition is None or condition(decode_value(update.value)):
+                    return
+                continue
+        if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
+            return
+
+
+def describe(key: str | bytes, sub_key: Any = None, indexed: bool = False) -> str:
+    """How messages name a key (and sub-key)."""
+    return f"{display_str(key)}[{sub_key!r}]" if indexed else display_str(key)

@@ -1,0 +1,105 @@
+"""The backend contract: a small Redis-shaped vocabulary over bytes.
+
+Backends know nothing of values, views or defaults: the front ends encode
+values, resolve views into candidate keys and resolve time ranges before
+calling them.  Each method is one step that Redis can take atomically and in
+one round trip (a Lua script or a pipeline): reads take the view's candidate
+keys in priority order and answer for the first one that exists, so a read
+through a view never needs more than one round trip.
+
+Writes are check-and-set: ``set_immutable`` and ``set_indexed`` store the value
+only if absent and otherwise return what is there, for the front end to
+compare; ``add_mutable`` adds a sample unless that exact sample exists.  A key
+of another type raises :class:`ImmutableKeyError` (Redis's WRONGTYPE).  A write
+that changes data tells the key's subscribers (see :mod:`telstate._updates`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from .._keys import KeyType
+from .._ranges import RangeQuery
+from .._samples import SampleBatch
+from .._updates import KeyUpdate, Recheck
+
+__all__ = ["Backend", "Found", "Subscription"]
+
+#: What a read finds: (index of the candidate key, its type, payload, timestamp).
+#: The payload is the value (immutable), the latest value (sensor, with its
+#: timestamp) or a dict of encoded sub-key to encoded value (indexed).
+Found = tuple[int, KeyType, bytes | dict[bytes, bytes], float | None]
+
+
+class Subscription(ABC):
+    """Updates to a set of keys, from the moment of subscribing until closed."""
+
+    @abstractmethod
+    def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
+        """Next update, :class:`Recheck` if updates may have been lost, None on timeout."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop receiving updates."""
+
+
+class Backend(ABC):
+    """Storage for a telescope state (synchronous)."""
+
+    @abstractmethod
+    def get(self, keys: Sequence[bytes]) -> Found | None:
+        """Value of the first of `keys` that exists, or None."""
+
+    @abstractmethod
+    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
+        """Type of the first of `keys` that exists, or None."""
+
+    @abstractmethod
+    def exists(self, keys: Sequence[bytes]) -> bool:
+        """Whether any of `keys` exists."""
+
+    @abstractmethod
+    def keys(self, pattern: bytes) -> list[bytes]:
+        """All keys matching the Redis glob `pattern`, in no particular order."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[bytes]) -> None:
+        """Remove `keys` (absent ones are ignored)."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove every key."""
+
+    @abstractmethod
+    def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
+        """Store `value` if `key` is absent (returning None), else return the stored value."""
+
+    @abstractmethod
+    def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
+        """Add the sample (`timestamp`, `value`) to the sensor `key`."""
+
+    @abstractmethod
+    def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
+        """Store `value` under `sub_key` if absent (returning None), else return the stored one."""
+
+    @abstractmethod
+    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
+        """For the first of `keys` that exists: (its index, value of `sub_key` or None).
+
+        None if no key exists; ImmutableKeyError if that key is not indexed.
+        """
+
+    @abstractmethod
+    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        """Samples of the first of `keys` that exists, or None if none exists.
+
+        ImmutableKeyError if that key is not a sensor and the query reads samples.
+        """
+
+    @abstractmethod
+    def subscribe(self, keys: Sequence[bytes]) -> Subscription:
+        """Start collecting the updates to `keys`."""
+
+    def close(self) -> None:  # noqa: B027  (optional for backends without resources)
+        """Release resources (connections); the backend is unusable afterwards."""

@@ -1,0 +1,201 @@
+"""The in-memory backend: a small Redis inside the process.
+
+It keeps Redis's three data types with Redis's semantics, so that everything
+above it behaves the same on both backends::
+
+    immutable  bytes                   (a Redis string)
+    sensor     SampleStore             (a sorted set of members, see _samples)
+    indexed    dict[bytes, bytes]      (a Redis hash)
+
+One lock guards the data; every method is one atomic step, like a Lua script
+on a Redis server.  Writers hand a :class:`KeyUpdate` to the subscribers of
+the key while holding the lock, so a waiter that subscribed before checking
+the key can never miss a write.  Each subscription is a queue that the waiter
+blocks on: a write wakes exactly the waiters of its key, at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+
+from .._glob import compile_glob
+from .._keys import KeyType, wrong_type
+from .._ranges import RangeQuery
+from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
+from .._updates import KeyUpdate, Recheck
+from .base import Backend, Found, Subscription
+
+__all__ = ["MemoryBackend"]
+
+_Value = bytes | SampleStore | dict[bytes, bytes]
+
+
+def _type_of(value: _Value) -> KeyType:
+    if type(value) is bytes:
+        return KeyType.IMMUTABLE
+    if type(value) is SampleStore:
+        return KeyType.MUTABLE
+    return KeyType.INDEXED
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, backend: MemoryBackend, keys: Sequence[bytes]) -> None:
+        self._backend = backend
+        self._keys = tuple(dict.fromkeys(keys))
+        self.queue: queue.SimpleQueue[KeyUpdate | Recheck] = queue.SimpleQueue()
+
+    def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._backend._unsubscribe(self, self._keys)
+
+
+class MemoryBackend(Backend):
+    """Telescope state held in this process's memory (the default backend).
+
+    Thread-safe.  Share one instance between several TelescopeState objects
+    (sync or asyncio) to give them the same data.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, _Value] = {}
+        self._lock = threading.Lock()
+        self._subscribers: dict[bytes, list[_MemorySubscription]] = {}
+
+    # -- notifications
+
+    def _publish(self, update: KeyUpdate) -> None:
+        # Called with the lock held, only when the key has subscribers.
+        for subscription in self._subscribers.get(update.key, ()):
+            subscription.queue.put(update)
+
+    def subscribe(self, keys: Sequence[bytes]) -> Subscription:
+        subscription = _MemorySubscription(self, keys)
+        with self._lock:
+            for key in subscription._keys:
+                self._subscribers.setdefault(key, []).append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: _MemorySubscription, keys: Sequence[bytes]) -> None:
+        with self._lock:
+            for key in keys:
+                subscribers = self._subscribers.get(key, [])
+                if subscription in subscribers:
+                    subscribers.remove(subscription)
+                if not subscribers:
+                    self._subscribers.pop(key, None)
+
+    # -- reads
+
+    def get(self, keys: Sequence[bytes]) -> Found | None:
+        with self._lock:
+            for i, key in enumerate(keys):
+                value = self._data.get(key)
+                if value is None:
+                    continue
+                if type(value) is bytes:
+                    return i, KeyType.IMMUTABLE, value, None
+                if type(value) is SampleStore:
+                    latest, ts = value.latest()
+                    return i, KeyType.MUTABLE, latest, ts
+                assert isinstance(value, dict)
+                return i, KeyType.INDEXED, dict(value), None
+        return None
+
+    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is not None:
+                    return _type_of(value)
+        return None
+
+    def exists(self, keys: Sequence[bytes]) -> bool:
+        with self._lock:
+            return any(key in self._data for key in keys)
+
+    def keys(self, pattern: bytes) -> list[bytes]:
+        with self._lock:
+            keys = list(self._data)
+        if pattern == b"*":
+            return keys
+        match = compile_glob(pattern)
+        return [key for key in keys if match(key)]
+
+    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
+        with self._lock:
+            for i, key in enumerate(keys):
+                value = self._data.get(key)
+                if value is None:
+                    continue
+                if type(value) is not dict:
+                    raise wrong_type(key, KeyType.INDEXED, _type_of(value))
+                return i, value.get(sub_key)
+        return None
+
+    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is None:
+                    continue
+                if type(value) is SampleStore:
+                    return value.query(query)
+                if query.scan or query.previous:
+                    raise wrong_type(key, KeyType.MUTABLE, _type_of(value))
+                return EMPTY_BATCH
+        return None
+
+    # -- writes
+
+    def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
+        with self._lock:
+            old = self._data.get(key)
+            if old is None:
+                self._data[key] = value
+                if key in self._subscribers:
+                    self._publish(KeyUpdate(key, KeyType.IMMUTABLE, value))
+                return None
+            if type(old) is not bytes:
+                raise wrong_type(key, KeyType.IMMUTABLE, _type_of(old))
+            return old
+
+    def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
+        with self._lock:
+            store = self._data.get(key)
+            if store is None:
+                store = self._data[key] = SampleStore()
+            elif type(store) is not SampleStore:
+                raise wrong_type(key, KeyType.MUTABLE, _type_of(store))
+            if store.add(timestamp, value) and key in self._subscribers:
+                self._publish(KeyUpdate(key, KeyType.MUTABLE, value, timestamp))
+
+    def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
+        with self._lock:
+            hash_ = self._data.get(key)
+            if hash_ is None:
+                hash_ = self._data[key] = {}
+            elif type(hash_) is not dict:
+                raise wrong_type(key, KeyType.INDEXED, _type_of(hash_))
+            old = hash_.get(sub_key)
+            if old is not None:
+                return old
+            hash_[sub_key] = value
+            if key in self._subscribers:
+                self._publish(KeyUpdate(key, KeyType.INDEXED, value, sub_key=sub_key))
+            return None
+
+    def delete(self, keys: Sequence[bytes]) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()

@@ -1,0 +1,435 @@
+"""The synchronous :class:`TelescopeState`: rules from :mod:`._logic`, blocking I/O."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ._codec import ENCODING_DEFAULT, decode_value, encode_value
+from ._errors import CancelledError, TimeoutError
+from ._keys import KeyType, display_str, ensure_bytes, ensure_str
+from ._logic import (
+    Call,
+    IndexedCondition,
+    KeyCondition,
+    NextUpdate,
+    Step,
+    Subscribe,
+    TelescopeStateBase,
+    check_immutable_change,
+    decode_found,
+    describe,
+    encode_sub_key,
+    wait_indexed_steps,
+    wait_key_steps,
+)
+from ._ranges import check_timestamp, resolve_range
+from ._samples import decode_batch
+from .backends.base import Backend, Subscription
+from .backends.memory import MemoryBackend
+from .endpoint import Endpoint
+
+__all__ = ["TelescopeState"]
+
+# How often a wait looks at its cancellation future when it cannot be told.
+_CANCEL_POLL = 0.05
+
+
+class TelescopeState(TelescopeStateBase[Backend]):
+    """A view of a telescope state: attributes, sensors and indexed keys.
+
+    Parameters
+    ----------
+    endpoint
+        Where the data lives: ``''`` (the default) for a new in-memory
+        backend; a :class:`~telstate.backends.Backend` instance; or a Redis
+        server as ``'host'``, ``'host:port'``, an :class:`~telstate.endpoint.Endpoint`
+        or a ``redis://`` URL.
+    db
+        Redis database number (only with a Redis server).
+    prefixes
+        The view's namespaces, highest priority first; reads try each in turn,
+        writes go to the first.
+    base
+        Another TelescopeState whose backend this one shares (no `endpoint` or
+        `db` then).
+
+    Raises
+    ------
+    ConnectionError
+        If a Redis server cannot be reached.
+    ValueError
+        If the arguments conflict.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | Endpoint | Backend = "",
+        db: int = 0,
+        prefixes: Sequence[str | bytes] = (b"",),
+        base: TelescopeState | None = None,
+    ) -> None:
+        backend: Backend | None
+        if base is not None:
+            if endpoint != "":
+                raise ValueError("Cannot specify both base and endpoint")
+            if db != 0:
+                raise ValueError("Cannot specify both base and db")
+            backend = None
+        elif isinstance(endpoint, Backend):
+            if db != 0:
+                raise ValueError("Cannot specify both a backend and a db")
+            backend = endpoint
+        elif not endpoint:
+            if db != 0:
+                raise ValueError("Cannot specify a db when using the default backend")
+            backend = MemoryBackend()
+        else:
+            backend = _redis_backend(endpoint, db)
+        self._init_view(backend, prefixes, base)
+
+    # -- attribute and item access
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._get(key)
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            super().__setattr__(key, value)
+        elif any(key in cls.__dict__ for cls in type(self).__mro__):
+            raise AttributeError(
+                f"{key!r} is the name of a TelescopeState attribute; set it with ts[{key!r}] = ..."
+            )
+        else:
+            self.add(key, value, immutable=True)
+
+    def __getitem__(self, key: str | bytes) -> Any:
+        return self._get(key)
+
+    def __setitem__(self, key: str | bytes, value: Any) -> None:
+        self.add(key, value, immutable=True)
+
+    def __contains__(self, key: str | bytes) -> bool:
+        return self._backend.exists(self._full_keys(key))
+
+    def _ipython_key_completions_(self) -> list[str]:
+        """Keys without their view prefixes, for IPython's tab completion."""
+        keys = self._backend.keys(b"*")
+        return [
+            ensure_str(key[len(prefix) :])
+            for prefix in self._prefixes
+            for key in keys
+            if key.startswith(prefix)
+        ]
+
+    # -- whole keys
+
+    def exists(self, key: str | bytes) -> bool:
+        """Whether `key` exists under any prefix of the view."""
+        return self._backend.exists(self._full_keys(key))
+
+    def key_type(self, key: str | bytes) -> KeyType | None:
+        """Type of `key` (for the first prefix that has it), or None if absent."""
+        return self._backend.key_type(self._full_keys(key))
+
+    def is_immutable(self, key: str | bytes) -> bool:
+        """Whether `key` is an immutable (attribute); False if it is absent.
+
+        .. deprecated:: 0.10
+            Use :meth:`key_type`.
+        """
+        warnings.warn(
+            "is_immutable is deprecated; use key_type instead", FutureWarning, stacklevel=2
+        )
+        return self.key_type(key) == KeyType.IMMUTABLE
+
+    def keys(self, filter: str | bytes = "*") -> list[str]:
+        """All full keys (whatever the view) matching the Redis glob `filter`, sorted."""
+        return sorted(ensure_str(key) for key in self._backend.keys(ensure_bytes(filter)))
+
+    def delete(self, key: str | bytes) -> None:
+        """Remove `key` under every prefix of the view (this breaks immutability: use sparingly)."""
+        self._backend.delete(self._full_keys(key))
+
+    def clear(self) -> None:
+        """Remove every key in the database, whatever the view."""
+        self._backend.clear()
+
+    # -- writes
+
+    def add(
+        self,
+        key: str | bytes,
+        value: Any,
+        ts: float | None = None,
+        immutable: bool = False,
+        encoding: bytes = ENCODING_DEFAULT,
+    ) -> None:
+        """Add a sensor sample, or set an immutable (attribute).
+
+        Parameters
+        ----------
+        key
+            Key name (the view's first prefix is prepended).
+        value
+            Any encodable value.
+        ts
+            Sample time in seconds since the epoch (default: now); ignored for
+            immutables.  Must be finite and non-negative.
+        immutable
+            Set an attribute instead: allowed only if the key is absent or
+            already holds an equal value.
+        encoding
+            See :func:`telstate.encode_value`.
+
+        Raises
+        ------
+        ImmutableKeyError
+            If an immutable would change, or the key exists with another type.
+        InvalidTimestampError
+            If `ts` is negative, infinite or NaN.
+        EncodeError
+            If `value` cannot be encoded.
+        """
+        full_key = self._write_key(key)
+        encoded = encode_value(value, encoding)
+        if immutable:
+            old = self._backend.set_immutable(full_key, encoded)
+            if old is not None:
+                check_immutable_change(display_str(full_key), old, encoded, value)
+        else:
+            timestamp = time.time() if ts is None else check_timestamp(ts)
+            self._backend.add_mutable(full_key, encoded, timestamp)
+
+    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
+        """Set an immutable: ``add(key, value, immutable=True)``."""
+        self.add(key, value, immutable=True, encoding=encoding)
+
+    def set_indexed(
+        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
+    ) -> None:
+        """Set `sub_key` of the indexed key `key` (each sub-key is immutable).
+
+        Parameters
+        ----------
+        key
+            Key name.
+        sub_key
+            Any hashable, encodable value.
+        value
+            Any encodable value.
+        encoding
+            Encoding of `value` (sub-keys are always MessagePack).
+
+        Raises
+        ------
+        ImmutableKeyError
+            If the sub-key holds a different value, or the key is not indexed.
+        """
+        full_key = self._write_key(key)
+        sub_key_enc = encode_sub_key(sub_key)
+        encoded = encode_value(value, encoding)
+        old = self._backend.set_indexed(full_key, sub_key_enc, encoded)
+        if old is not None:
+            check_immutable_change(describe(full_key, sub_key, True), old, encoded, value)
+
+    # -- reads
+
+    def _get(self, key: str | bytes, return_encoded: bool = False) -> Any:
+        found = self._backend.get(self._full_keys(key))
+        if found is None:
+            raise KeyError(f"{display_str(key)} not found")
+        return decode_found(found, return_encoded)
+
+    def get(self, key: str | bytes, default: Any = None, return_encoded: bool = False) -> Any:
+        """Value of `key`: an attribute's value, a sensor's latest value, an indexed key's dict.
+
+        Parameters
+        ----------
+        key
+            Key name, looked up under each prefix of the view in turn.
+        default
+            Returned if the key does not exist.
+        return_encoded
+            Return the stored bytes (a dict of bytes for an indexed key) undecoded.
+        """
+        found = self._backend.get(self._full_keys(key))
+        if found is None:
+            return default
+        return decode_found(found, return_encoded)
+
+    def get_indexed(
+        self, key: str | bytes, sub_key: Any, default: Any = None, return_encoded: bool = False
+    ) -> Any:
+        """Value of `sub_key` in the indexed key `key`, or `default`.
+
+        The first prefix holding `key` decides, even when it lacks the sub-key.
+
+        Raises
+        ------
+        ImmutableKeyError
+            If the key exists but is not indexed.
+        """
+        found = self._backend.get_indexed(self._full_keys(key), encode_sub_key(sub_key))
+        if found is None or found[1] is None:
+            return default
+        return found[1] if return_encoded else decode_value(found[1])
+
+    def get_range(
+        self,
+        key: str | bytes,
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+        return_encoded: bool = False,
+    ) -> list[tuple[Any, float]]:
+        """Samples of a sensor in a time range, as ascending (value, timestamp) pairs.
+
+        Parameters
+        ----------
+        key
+            Sensor name.
+        st
+            Start time (inclusive); default: `et`, so ``get_range(key)`` is the
+            latest sample and ``get_range(key, st=0)`` is all of them.
+        et
+            End time (exclusive unless `include_end`); default: +inf.
+        include_previous
+            Also return the last sample before `st`, if any; default: True when
+            `st` is None, else False.
+        include_end
+            Include samples at exactly `et`.
+        return_encoded
+            Return the stored bytes of each value undecoded.
+
+        Raises
+        ------
+        KeyError
+            If the key does not exist under any prefix.
+        ImmutableKeyError
+            If the key is not a sensor.
+        InvalidTimestampError
+            If `st` or `et` is NaN.
+        """
+        query = resolve_range(st, et, include_previous, include_end)
+        batch = self._backend.get_range(self._full_keys(key), query)
+        if batch is None:
+            raise KeyError(f"{display_str(key)} not found")
+        return batch.encoded() if return_encoded else decode_batch(batch)
+
+    # -- waits
+
+    def wait_key(
+        self,
+        key: str | bytes,
+        condition: KeyCondition | None = None,
+        timeout: float | None = None,
+        cancel_future: Any = None,
+    ) -> None:
+        """Block until `key` exists and, if given, ``condition(value, ts)`` holds.
+
+        Parameters
+        ----------
+        key
+            Key name (any prefix of the view counts).
+        condition
+            Called with the value and its timestamp (None for non-sensors; an
+            indexed key's value is its dict) on the current value and then on
+            each update; the wait ends when it returns true.
+        timeout
+            Seconds to wait before raising TimeoutError (default: forever).
+        cancel_future
+            A future (e.g. :class:`concurrent.futures.Future`); the wait raises
+            CancelledError once it is done.
+
+        Raises
+        ------
+        TimeoutError
+            If the timeout expires.
+        CancelledError
+            If `cancel_future` is done.
+        """
+        steps = wait_key_steps(self._full_keys(key), condition)
+        _drive(self._backend, steps, describe(key), timeout, cancel_future)
+
+    def wait_indexed(
+        self,
+        key: str | bytes,
+        sub_key: Any,
+        condition: IndexedCondition | None = None,
+        timeout: float | None = None,
+        cancel_future: Any = None,
+    ) -> None:
+        """Block until `sub_key` of `key` exists and, if given, ``condition(value)`` holds.
+
+        Parameters are as for :meth:`wait_key`.
+
+        Raises
+        ------
+        TimeoutError, CancelledError
+            As for :meth:`wait_key`.
+        ImmutableKeyError
+            If the key exists (or is created while waiting) and is not indexed.
+        """
+        what = describe(key, sub_key, indexed=True)
+        steps = wait_indexed_steps(self._full_keys(key), encode_sub_key(sub_key), condition, what)
+        _drive(self._backend, steps, what, timeout, cancel_future)
+
+
+def _drive(
+    backend: Backend, steps: Step, what: str, timeout: float | None, cancel_future: Any
+) -> None:
+    """Run wait steps against a sync backend, enforcing the timeout and cancellation."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    subscription: Subscription | None = None
+    # Futures cannot wake a blocked thread portably, so a cancellable wait polls.
+    cancel_poll = None if cancel_future is None else _CANCEL_POLL
+
+    def check_cancelled() -> None:
+        if cancel_future is not None and cancel_future.done():
+            raise CancelledError(f"Wait for {what} cancelled")
+
+    reply: Any = None
+    try:
+        check_cancelled()
+        while True:
+            try:
+                request = steps.send(reply)
+            except StopIteration:
+                return
+            if isinstance(request, Call):
+                reply = getattr(backend, request.method)(*request.args)
+            elif isinstance(request, Subscribe):
+                subscription = backend.subscribe(request.keys)
+                reply = None
+            else:
+                assert isinstance(request, NextUpdate) and subscription is not None
+                reply = None
+                while reply is None:
+                    check_cancelled()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"Timed out waiting for {what} after {timeout}s")
+                    if cancel_poll is not None:
+                        remaining = (
+                            cancel_poll if remaining is None else min(remaining, cancel_poll)
+                        )
+                    reply = subscription.get(remaining)
+    finally:
+        steps.close()
+        if subscription is not None:
+            subscription.close()
+
+
+def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
+    raise NotImplementedError(
+        f"cannot connect to {endpoint!r}: the Redis backend is not available in this build"
+    )

@@ -1,0 +1,656 @@
+"""The behaviour suite: every public TelescopeState method, on every backend.
+
+Written once against the sync API; the ``ts`` fixture (conftest.py) supplies
+one TelescopeState per backend.  Expected results come from the documented
+semantics (DESIGN.md §2), never from running the code under test.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+import telstate
+from telstate import (
+    ENCODING_MSGPACK,
+    ENCODING_PICKLE,
+    CancelledError,
+    DecodeError,
+    EncodeError,
+    ImmutableKeyError,
+    InvalidTimestampError,
+    KeyType,
+    TelescopeState,
+    TimeoutError,
+)
+
+# --------------------------------------------------------------------------- immutables
+
+
+def test_attribute_round_trip(ts: TelescopeState) -> None:
+    ts.add("n_chans", 32768, immutable=True)
+    assert ts.n_chans == 32768
+    assert ts["n_chans"] == 32768
+    assert ts.get("n_chans") == 32768
+    assert ts.key_type("n_chans") == KeyType.IMMUTABLE
+    assert "n_chans" in ts
+    assert ts.exists("n_chans")
+
+
+def test_attribute_values_of_every_kind(ts: TelescopeState) -> None:
+    values: dict[str, Any] = {
+        "none": None,
+        "int": -(2**63),
+        "float": 1.5,
+        "str": "ünïcode",
+        "bytes": b"\x00\xff",
+        "tuple": (1, (2, "x")),
+        "list": [1, [2.5, None]],
+        "dict": {"a": 1, "b": [1, 2]},
+        "complex": 1 - 2j,
+        "scalar": np.float32(2.5),
+    }
+    for key, value in values.items():
+        ts[key] = value
+    for key, value in values.items():
+        got = ts[key]
+        assert type(got) is type(value)
+        assert got == value
+    array = np.arange(12, dtype=">i2").reshape(3, 4)
+    ts["array"] = array
+    got_array = ts["array"]
+    assert got_array.dtype == array.dtype
+    np.testing.assert_array_equal(got_array, array)
+
+
+def test_set_same_value_again_is_accepted(ts: TelescopeState) -> None:
+    ts["x"] = {"a": (1, 2)}
+    ts["x"] = {"a": (1, 2)}
+    ts.set("x", {"a": (1, 2)})
+    assert ts["x"] == {"a": (1, 2)}
+
+
+def test_set_str_and_bytes_alike_is_accepted(ts: TelescopeState) -> None:
+    ts["x"] = "abc"
+    ts["x"] = b"abc"  # equal as UTF-8
+    assert ts["x"] == "abc"
+
+
+def test_change_immutable_is_refused(ts: TelescopeState) -> None:
+    ts["no_change"] = 1234
+    with pytest.raises(ImmutableKeyError, match="no_change"):
+        ts["no_change"] = 456
+    with pytest.raises(ImmutableKeyError):
+        ts.add("no_change", 1234.0, immutable=True)  # float is not int
+    assert ts["no_change"] == 1234
+
+
+def test_immutable_over_sensor_and_indexed_is_refused(ts: TelescopeState) -> None:
+    ts.add("sensor", 1.0, ts=1.0)
+    ts.set_indexed("indexed", "a", 1)
+    with pytest.raises(ImmutableKeyError):
+        ts["sensor"] = 1
+    with pytest.raises(ImmutableKeyError):
+        ts["indexed"] = 1
+    assert ts.get_range("sensor", st=0) == [(1.0, 1.0)]
+    assert ts["indexed"] == {"a": 1}
+
+
+def test_attribute_access(ts: TelescopeState) -> None:
+    ts.answer = 42
+    assert ts.answer == 42
+    assert ts["answer"] == 42
+    with pytest.raises(AttributeError):
+        ts.missing  # noqa: B018
+    with pytest.raises(AttributeError):
+        ts.get = 1  # type: ignore[method-assign]  # a method's name
+    assert "get" not in ts
+
+
+def test_pickle_encoding_round_trip(ts: TelescopeState, restore_pickle_setting: None) -> None:
+    ts.add("pickled", {"a": 1}, immutable=True, encoding=ENCODING_PICKLE)
+    assert ts.get("pickled", return_encoded=True)[:1] == ENCODING_PICKLE
+    with pytest.raises(DecodeError, match="KATSDPTELSTATE_ALLOW_PICKLE"):
+        ts["pickled"]
+    telstate.set_allow_pickle(True)
+    assert ts["pickled"] == {"a": 1}
+
+
+def test_unencodable_value_writes_nothing(ts: TelescopeState) -> None:
+    with pytest.raises(EncodeError):
+        ts["bad"] = {1, 2}
+    with pytest.raises(EncodeError):
+        ts.add("bad", object())
+    with pytest.raises(EncodeError):
+        ts.set_indexed("bad", "a", np.array([object()]))
+    assert "bad" not in ts
+    assert ts.keys() == []
+
+
+def test_unknown_encoding(ts: TelescopeState) -> None:
+    with pytest.raises(ValueError, match="encoding"):
+        ts.add("x", 1, encoding=b"\x42")
+    assert "x" not in ts
+
+
+def test_return_encoded(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    assert ts.get("x", return_encoded=True) == b"\xff\x01"
+
+
+def test_get_default(ts: TelescopeState) -> None:
+    assert ts.get("missing") is None
+    assert ts.get("missing", 5) == 5
+    with pytest.raises(KeyError, match="missing"):
+        ts["missing"]
+
+
+def test_bytes_and_str_keys_are_the_same(ts: TelescopeState) -> None:
+    ts[b"key"] = 1
+    assert ts["key"] == 1
+    ts["ключ"] = 2
+    assert ts["ключ".encode()] == 2
+    assert "ключ" in ts.keys()
+
+
+def test_non_utf8_key_round_trips(ts: TelescopeState) -> None:
+    ts[b"\xff\xfe"] = 1
+    (key,) = ts.keys()
+    assert ts[key] == 1
+    assert key.encode("utf-8", "surrogateescape") == b"\xff\xfe"
+
+
+def test_bad_key_type(ts: TelescopeState) -> None:
+    with pytest.raises(TypeError):
+        ts.add(1, 1)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- sensors
+
+
+def test_sensor_latest_and_range(ts: TelescopeState) -> None:
+    for t in (3.0, 1.0, 2.0):
+        ts.add("s", t * 10, ts=t)
+    assert ts.key_type("s") == KeyType.MUTABLE
+    assert ts["s"] == 30.0
+    assert ts.get_range("s") == [(30.0, 3.0)]
+    assert ts.get_range("s", st=0) == [(10.0, 1.0), (20.0, 2.0), (30.0, 3.0)]
+
+
+def test_sensor_default_timestamp_is_now(ts: TelescopeState) -> None:
+    before = time.time()
+    ts.add("s", 1)
+    after = time.time()
+    ((value, stamp),) = ts.get_range("s")
+    assert value == 1
+    assert before <= stamp <= after
+
+
+def test_duplicate_samples_collapse(ts: TelescopeState) -> None:
+    ts.add("s", "a", ts=1.0)
+    ts.add("s", "a", ts=1.0)
+    ts.add("s", "b", ts=1.0)
+    assert ts.get_range("s", st=0) == [("a", 1.0), ("b", 1.0)]
+
+
+def test_same_timestamp_orders_by_encoded_value(ts: TelescopeState) -> None:
+    for value in (5, 3, 200, 1):
+        ts.add("s", value, ts=7.0)
+    # MessagePack fixints are one byte (ff 01 < ff 03 < ff 05); 200 is ff cc c8
+    assert [v for v, _ in ts.get_range("s", st=0)] == [1, 3, 5, 200]
+
+
+@pytest.mark.parametrize("bad", [-1.0, -1e-300, math.inf, -math.inf, math.nan])
+def test_bad_timestamps(ts: TelescopeState, bad: float) -> None:
+    with pytest.raises(InvalidTimestampError):
+        ts.add("s", 1, ts=bad)
+    assert "s" not in ts
+
+
+def test_negative_zero_is_zero(ts: TelescopeState) -> None:
+    ts.add("s", 1, ts=-0.0)
+    ts.add("s", 1, ts=0.0)
+    assert ts.get_range("s", st=0) == [(1, 0.0)]
+    assert math.copysign(1, ts.get_range("s", st=0)[0][1]) == 1
+
+
+def test_sensor_over_immutable_is_refused(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts.set_indexed("i", 1, 1)
+    with pytest.raises(ImmutableKeyError):
+        ts.add("x", 2)
+    with pytest.raises(ImmutableKeyError):
+        ts.add("i", 2)
+
+
+@pytest.fixture
+def sensor(ts: TelescopeState) -> TelescopeState:
+    for t in range(1, 11):
+        ts.add("s", t, ts=float(t))
+    return ts
+
+
+def _values(pairs: list[tuple[Any, float]]) -> list[Any]:
+    return [value for value, _ in pairs]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, [10]),
+        ({"st": 0}, list(range(1, 11))),
+        ({"st": 3, "et": 6}, [3, 4, 5]),
+        ({"st": 3, "et": 6, "include_end": True}, [3, 4, 5, 6]),
+        ({"st": 3.5, "et": 6}, [4, 5]),
+        ({"st": 3.5, "et": 6, "include_previous": True}, [3, 4, 5]),
+        ({"st": 3, "et": 6, "include_previous": True}, [2, 3, 4, 5]),
+        ({"st": 1, "include_previous": True}, list(range(1, 11))),
+        ({"et": 6}, [5]),
+        ({"et": 6, "include_end": True}, [5, 6]),
+        ({"et": 0.5}, []),
+        ({"st": 4}, list(range(4, 11))),
+        ({"st": -5, "et": 2}, [1]),
+        ({"st": 0, "et": 0}, []),
+        ({"st": 0, "et": 0, "include_end": True}, []),
+        ({"st": 11}, []),
+        ({"st": math.inf}, []),
+        ({"st": math.inf, "include_previous": True}, [10]),
+        ({"st": 0, "et": math.inf}, list(range(1, 11))),
+        ({"et": -1}, []),
+        ({"st": 10, "et": 10, "include_end": True}, [10]),
+        ({"st": 10, "et": 10}, []),
+        # st > et: the range is empty but the previous sample is still found (Redis semantics)
+        ({"st": 8, "et": 3, "include_previous": True}, [7]),
+        ({"st": 8, "et": 3}, []),
+    ],
+)
+def test_get_range_semantics(
+    sensor: TelescopeState, kwargs: dict[str, Any], expected: list[int]
+) -> None:
+    result = sensor.get_range("s", **kwargs)
+    assert _values(result) == expected
+    assert all(value == stamp for value, stamp in result)
+
+
+def test_get_range_return_encoded(sensor: TelescopeState) -> None:
+    assert sensor.get_range("s", st=9, return_encoded=True) == [
+        (b"\xff\x09", 9.0),
+        (b"\xff\x0a", 10.0),
+    ]
+
+
+def test_get_range_nan_bounds(sensor: TelescopeState) -> None:
+    with pytest.raises(InvalidTimestampError):
+        sensor.get_range("s", st=math.nan)
+    with pytest.raises(InvalidTimestampError):
+        sensor.get_range("s", et=math.nan)
+
+
+def test_get_range_errors(ts: TelescopeState) -> None:
+    with pytest.raises(KeyError):
+        ts.get_range("missing")
+    ts["attr"] = 1
+    ts.set_indexed("idx", 1, 1)
+    for key in ("attr", "idx"):
+        with pytest.raises(ImmutableKeyError):
+            ts.get_range(key)
+        with pytest.raises(ImmutableKeyError):
+            ts.get_range(key, st=0)
+        # No sample is read, so (as in Redis) the type is not checked
+        assert ts.get_range(key, st=0, et=0) == []
+
+
+def test_get_range_of_many_samples(ts: TelescopeState) -> None:
+    # Enough identical-shape values for the bulk decoder, of several kinds
+    kinds: dict[str, list[Any]] = {
+        "float": [i * 0.5 for i in range(100)],
+        "float32": [float(np.float32(i / 3)) for i in range(100)],
+        "small": list(range(-32, 68)),
+        "u16": [1000 + i for i in range(100)],
+        "i64": [-(2**40) - i for i in range(100)],
+        "u64": [2**64 - 1 - i for i in range(100)],
+        "bool": [bool(i % 3) for i in range(100)],
+        "none": [None] * 100,
+        "mixed": [i if i % 2 else str(i) for i in range(100)],
+    }
+    for key, values in kinds.items():
+        for i, value in enumerate(values):
+            value = np.float32(value) if key == "float32" else value
+            ts.add(key, value.item() if isinstance(value, np.generic) else value, ts=float(i))
+    ts.add("f32", np.float32(1.5), ts=1.0)
+    for key, values in kinds.items():
+        got = ts.get_range(key, st=0)
+        assert [t for _, t in got] == [float(i) for i in range(100)]
+        assert _values(got) == values, key
+        assert [type(v) for v in _values(got)] == [type(v) for v in values], key
+    assert ts.get_range("f32", st=0) == [(np.float32(1.5), 1.0)]
+    assert type(ts["f32"]) is np.float32
+
+
+# --------------------------------------------------------------------------- indexed
+
+
+def test_indexed_round_trip(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", 1)
+    ts.set_indexed("idx", (1, "b"), [2])
+    ts.set_indexed("idx", 3, {"c": 3})
+    assert ts.key_type("idx") == KeyType.INDEXED
+    assert ts.get_indexed("idx", "a") == 1
+    assert ts.get_indexed("idx", (1, "b")) == [2]
+    assert ts.get_indexed("idx", 3) == {"c": 3}
+    assert ts["idx"] == {"a": 1, (1, "b"): [2], 3: {"c": 3}}
+    assert ts.get_indexed("idx", "missing") is None
+    assert ts.get_indexed("idx", "missing", 7) == 7
+    assert ts.get_indexed("nokey", "a", 7) == 7
+    assert ts.get_indexed("idx", "a", return_encoded=True) == b"\xff\x01"
+
+
+def test_indexed_immutability(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", 1)
+    ts.set_indexed("idx", "a", 1)
+    with pytest.raises(ImmutableKeyError, match="idx"):
+        ts.set_indexed("idx", "a", 2)
+    assert ts.get_indexed("idx", "a") == 1
+
+
+def test_indexed_type_errors(ts: TelescopeState) -> None:
+    ts["attr"] = 1
+    ts.add("sensor", 1)
+    for key in ("attr", "sensor"):
+        with pytest.raises(ImmutableKeyError):
+            ts.set_indexed(key, "a", 1)
+        with pytest.raises(ImmutableKeyError):
+            ts.get_indexed(key, "a")
+    with pytest.raises(TypeError):
+        ts.set_indexed("idx", [1, 2], 1)  # unhashable
+    assert "idx" not in ts
+
+
+def test_indexed_sub_key_encoding_is_always_msgpack(
+    ts: TelescopeState, restore_pickle_setting: None
+) -> None:
+    ts.set_indexed("idx", "a", 1, encoding=ENCODING_PICKLE)
+    telstate.set_allow_pickle(True)
+    assert ts.get_indexed("idx", "a") == 1
+    assert list(ts.get("idx", return_encoded=True)) == [
+        telstate.encode_value("a", ENCODING_MSGPACK)
+    ]
+
+
+# --------------------------------------------------------------------------- keys, delete, clear
+
+
+def test_keys_and_filters(ts: TelescopeState) -> None:
+    for key in ("b_1", "a_2", "a_1", "c"):
+        ts[key] = 1
+    assert ts.keys() == ["a_1", "a_2", "b_1", "c"]
+    assert ts.keys("a_*") == ["a_1", "a_2"]
+    assert ts.keys(b"?_1") == ["a_1", "b_1"]
+    assert ts.keys("[ab]_[^2]") == ["a_1", "b_1"]
+    assert ts.keys("nothing*") == []
+
+
+def test_delete(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts.add("s", 1)
+    ts.delete("x")
+    ts.delete("s")
+    ts.delete("never_existed")
+    assert ts.keys() == []
+    ts["x"] = 2  # an immutable can be set anew after deletion
+    assert ts["x"] == 2
+
+
+def test_clear(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts.view("v")["y"] = 2
+    ts.view("v").clear()
+    assert ts.keys() == []
+
+
+def test_is_immutable_is_deprecated(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts.add("s", 1)
+    with pytest.warns(FutureWarning):
+        assert ts.is_immutable("x")
+    with pytest.warns(FutureWarning):
+        assert not ts.is_immutable("s")
+    with pytest.warns(FutureWarning):
+        assert not ts.is_immutable("missing")
+
+
+def test_key_type_missing(ts: TelescopeState) -> None:
+    assert ts.key_type("missing") is None
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_views(ts: TelescopeState) -> None:
+    ts["n_chans"] = 1
+    view = ts.view("ns")
+    assert view.prefixes == ("ns_", "")
+    view["x"] = 1
+    assert view["x"] == 1
+    assert view["n_chans"] == 1  # falls back to the root
+    assert "x" not in ts
+    assert ts["ns_x"] == 1
+    assert view.keys() == ["n_chans", "ns_x"]
+    assert view.backend is ts.backend
+
+
+def test_view_shadowing_and_priority(ts: TelescopeState) -> None:
+    ts["x"] = "root"
+    ts.view("a")["x"] = "a"
+    both = ts.view("a").view("b")
+    assert both.prefixes == ("b_", "a_", "")
+    assert both["x"] == "a"
+    both["x"] = "b"
+    assert both["x"] == "b"
+    assert both.root()["x"] == "root"
+    assert both.root().prefixes == ("",)
+
+
+def test_view_separator_rules(ts: TelescopeState) -> None:
+    assert ts.view("a_").prefixes == ("a_", "")
+    assert ts.view("a", add_separator=False).prefixes == ("a", "")
+    assert ts.view("a", exclusive=True).prefixes == ("a_",)
+    assert ts.view("").prefixes == ("", "")
+    assert ts.view(b"x").prefixes == ("x_", "")
+    assert TelescopeState.join("a", "b", "c") == "a_b_c"
+    assert TelescopeState.SEPARATOR == "_"
+
+
+def test_exclusive_view_does_not_fall_back(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    assert "x" not in ts.view("v", exclusive=True)
+
+
+def test_indexed_key_in_higher_prefix_shadows_lower(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", "root")
+    view = ts.view("v")
+    view.set_indexed("idx", "b", "view")
+    assert view.get_indexed("idx", "a") is None  # the view's key wins even without the sub-key
+    assert view.get_indexed("idx", "b") == "view"
+    assert view["idx"] == {"b": "view"}
+
+
+def test_view_sensor_and_range_fall_back(ts: TelescopeState) -> None:
+    ts.add("s", 1, ts=1.0)
+    view = ts.view("v")
+    assert view.get_range("s", st=0) == [(1, 1.0)]
+    view.add("s", 2, ts=2.0)
+    assert view.get_range("s", st=0) == [(2, 2.0)]
+    assert view.key_type("s") == KeyType.MUTABLE
+
+
+def test_delete_through_view_removes_every_prefix(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    view = ts.view("v")
+    view["x"] = 2
+    view.delete("x")
+    assert ts.keys() == []
+
+
+def test_ipython_completions(ts: TelescopeState) -> None:
+    ts["a"] = 1
+    ts.view("v")["b"] = 2
+    assert sorted(ts.view("v")._ipython_key_completions_()) == ["a", "b", "v_b"]
+
+
+def test_constructor_errors(ts: TelescopeState) -> None:
+    with pytest.raises(ValueError, match="base"):
+        TelescopeState("localhost", base=ts)
+    with pytest.raises(ValueError, match="db"):
+        TelescopeState(ts.backend, db=1)
+    with pytest.raises(ValueError, match="db"):
+        TelescopeState(db=1)
+    with pytest.raises(ValueError, match="prefix"):
+        TelescopeState(ts.backend, prefixes=())
+
+
+def test_shared_backend(ts: TelescopeState) -> None:
+    other = TelescopeState(ts.backend)
+    ts["x"] = 1
+    assert other["x"] == 1
+
+
+# --------------------------------------------------------------------------- waits
+
+
+def _later(action: Any, delay: float = 0.05) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_wait_key_already_there(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts.wait_key("x", timeout=0)
+    ts.wait_key("x", lambda value, stamp: value == 1 and stamp is None)
+
+
+def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
+    thread = _later(lambda: ts.add("x", 5, immutable=True))
+    ts.wait_key("x", timeout=10)
+    thread.join()
+    assert ts["x"] == 5
+
+
+def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
+    seen: list[tuple[Any, float | None]] = []
+
+    def condition(value: Any, stamp: float | None) -> bool:
+        seen.append((value, stamp))
+        return bool(value == 3)
+
+    def writes() -> None:
+        for i in range(1, 5):
+            ts.add("s", i, ts=float(i))
+
+    thread = _later(writes)
+    ts.wait_key("s", condition, timeout=10)
+    thread.join()
+    assert (3, 3.0) in seen
+    assert (4, 4.0) not in seen[:-1]
+
+
+def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
+    ts.add("s", 10, ts=10.0)
+    # An older sample arriving late is what the condition sees, not the latest
+    thread = _later(lambda: ts.add("s", 1, ts=1.0))
+    ts.wait_key("s", lambda value, stamp: value == 1 and stamp == 1.0, timeout=10)
+    thread.join()
+
+
+def test_wait_key_through_view(ts: TelescopeState) -> None:
+    view = ts.view("v")
+    thread = _later(lambda: ts.add("x", 1, immutable=True))
+    view.wait_key("x", timeout=10)  # written under the root prefix
+    thread.join()
+
+
+def test_wait_key_indexed_condition_sees_dict(ts: TelescopeState) -> None:
+    thread = _later(lambda: [ts.set_indexed("idx", i, i) for i in range(3)])
+    ts.wait_key("idx", lambda value, stamp: len(value) == 3 and stamp is None, timeout=10)
+    thread.join()
+
+
+def test_wait_key_timeout(ts: TelescopeState) -> None:
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="missing"):
+        ts.wait_key("missing", timeout=0.05)
+    assert time.monotonic() - start >= 0.05
+    ts["x"] = 1
+    with pytest.raises(TimeoutError):
+        ts.wait_key("x", lambda value, stamp: value == 2, timeout=0.05)
+
+
+def test_wait_key_cancelled(ts: TelescopeState) -> None:
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    thread = _later(lambda: future.set_result(None))
+    with pytest.raises(CancelledError):
+        ts.wait_key("missing", cancel_future=future)
+    thread.join()
+    with pytest.raises(CancelledError):
+        ts.wait_key("missing", cancel_future=future)  # already done
+
+
+def test_wait_indexed(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", 1)
+    ts.wait_indexed("idx", "a", timeout=0)
+    thread = _later(lambda: [ts.set_indexed("idx", k, 2) for k in ("b", "c")])
+    ts.wait_indexed("idx", "c", lambda value: value == 2, timeout=10)
+    thread.join()
+    with pytest.raises(TimeoutError):
+        ts.wait_indexed("idx", "a", lambda value: value == 2, timeout=0.05)
+    with pytest.raises(TimeoutError):
+        ts.wait_indexed("idx", "zzz", timeout=0.05)
+
+
+def test_wait_indexed_on_wrong_type(ts: TelescopeState) -> None:
+    ts["attr"] = 1
+    with pytest.raises(ImmutableKeyError):
+        ts.wait_indexed("attr", "a", timeout=1)
+    thread = _later(lambda: ts.add("later", 1))
+    with pytest.raises(ImmutableKeyError):
+        ts.wait_indexed("later", "a", timeout=10)
+    thread.join()
+
+
+def test_wait_indexed_cancelled(ts: TelescopeState) -> None:
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.cancel()
+    with pytest.raises(CancelledError):
+        ts.wait_indexed("idx", "a", cancel_future=future)
+
+
+def test_many_waiters_each_woken(ts: TelescopeState) -> None:
+    errors: list[BaseException] = []
+
+    def wait(i: int) -> None:
+        try:
+            ts.wait_key(f"k{i}", timeout=10)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    for i in range(20):
+        ts[f"k{i}"] = i
+    for thread in threads:
+        thread.join(10)
+    assert not errors
+    assert not any(thread.is_alive() for thread in threads)

@@ -1,0 +1,65 @@
+"""telstate.compat makes katsdptelstate imports resolve to telstate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_katsdptelstate_code_runs_on_telstate() -> None:
+    out = _run(
+        """
+        import telstate, telstate.compat
+        telstate.compat.install()
+        import katsdptelstate
+        from katsdptelstate import ImmutableKeyError
+        from katsdptelstate.memory import MemoryBackend
+        from katsdptelstate.utils import KeyType
+        from katsdptelstate.encoding import encode_value
+        import katsdptelstate.endpoint
+        assert katsdptelstate.TelescopeState is telstate.TelescopeState
+        assert katsdptelstate.memory.MemoryBackend is telstate.MemoryBackend
+        assert KeyType is telstate.KeyType
+        ts = katsdptelstate.TelescopeState(MemoryBackend())
+        ts['x'] = 1
+        try:
+            ts['x'] = 2
+        except ImmutableKeyError:
+            print('refused')
+        print(ts.key_type('x') is KeyType.IMMUTABLE, encode_value(1).hex())
+        print(katsdptelstate.__version__, katsdptelstate.endpoint.endpoint_parser(1)('h').port)
+        """
+    )
+    assert out.split() == ["refused", "True", "ff01", "1.0.0", "1"]
+
+
+def test_install_refuses_when_real_package_is_loaded() -> None:
+    out = _run(
+        """
+        import katsdptelstate, telstate.compat
+        try:
+            telstate.compat.install()
+        except RuntimeError as exc:
+            print('refused')
+        names = telstate.compat.install(force=True)
+        import katsdptelstate as again
+        import telstate
+        print(again.TelescopeState is telstate.TelescopeState, 'katsdptelstate.utils' in names)
+        telstate.compat.uninstall()
+        import sys
+        print('katsdptelstate' in sys.modules)
+        """
+    )
+    assert out.split() == ["refused", "True", "True", "False"]
