@@ -75,6 +75,8 @@ class SampleBatch:
 
     def encoded(self) -> list[tuple[bytes, float]]:
         """The samples as (encoded value, timestamp) pairs."""
+        if not len(self):
+            return []
         data = self.data
         starts = [0, *self.ends[:-1].tolist()]
         return [

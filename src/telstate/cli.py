@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``telstate`` command with `argv` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the ``telstate`` command with `argv` (default ``sys.argv[1:]``); return its exit code."""
     args = _parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
