@@ -1,0 +1,598 @@
+"""Side-by-side benchmark of telstate against katsdptelstate 1.0.0 (in-memory backends).
+
+Both libraries run the same workloads in the same process and the same run, so
+every figure in the table compares numbers taken minutes apart on the same
+machine.  Method:
+
+* A workload is a small function ``f(module, sizes) -> float`` registered with
+  :func:`workload`; it is given the module (``telstate`` or ``katsdptelstate``),
+  builds a fresh ``module.TelescopeState()`` (in-memory backend), times only the
+  operation of interest with :func:`time.perf_counter`, and returns one number
+  (a rate, a time or a size).  It also checks the results it got against values
+  computed without either library and records any mismatch (see `CHECKS`): a
+  faster wrong answer is not a win.
+* The machines this runs on are shared and noisy, so every workload runs
+  ``--repeat`` times per library and the table shows the median.  Libraries
+  alternate within each repeat and the order flips between repeats
+  (A B, B A, A B, ...), so slow drift and "who goes first" effects hit both.
+* Every repeat uses new TelescopeState objects.  The sensor-read workloads share
+  one 1 M-sample sensor per library per repeat (built with the public API, not
+  timed) because building it is the slowest part of the run; it is dropped as
+  soon as the next workload does not need it.
+* The garbage collector stays on (as in real use) but a full collection runs
+  before each timed section so that one workload's garbage is not collected on
+  the next one's clock.
+* Memory is measured in a fresh interpreter per library and repeat: RSS growth
+  (from /proc/self/statm) from just before adding the samples (after imports and
+  creating an empty TelescopeState) to just after, with a full collection at
+  both ends.
+
+Ratios are oriented so that the "better" column says which way is good: for
+rates telstate / katsdptelstate and for times katsdptelstate / telstate
+(> 1 means telstate is better either way); for memory telstate / katsdptelstate
+(< 1 means telstate uses less).  Targets are ratios in that same orientation.
+
+Run ``python bench/bench_core.py --help`` for the options; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gc
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LIBRARIES = ("katsdptelstate", "telstate")
+MIB = 1 << 20
+T0 = 1e9  # timestamp of sample 0 of every sensor; sample i is at T0 + i
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is (the full set reproduces DESIGN.md section 6)."""
+
+    ops: int = 100_000  # attribute, sensor-add and indexed operations per timing
+    samples: int = 1_000_000  # samples in the sensor that get_range reads
+    window: int = 10_000  # samples in the 1 % window
+    window_queries: int = 20  # window queries per timing (mean)
+    lookups: int = 10_000  # previous-sample / latest-value calls per timing (mean)
+    array_mib: int = 100  # size of the float64 array
+    array_ops: int = 3  # array sets / gets per timing (total bytes / total time)
+    waits: int = 200  # wait_key wake-ups per timing (median)
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    ops=10_000,
+    samples=100_000,
+    window=1_000,
+    window_queries=20,
+    lookups=2_000,
+    array_mib=10,
+    array_ops=3,
+    waits=50,
+)
+
+
+# --------------------------------------------------------------------------- registry
+
+Func = Callable[[ModuleType, Sizes], float]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str  # for --only
+    label: str  # row of the table
+    unit: str
+    kind: str  # "rate" (higher is better), "time" (lower is better) or "memory"
+    target: float | None  # required ratio in the "better" orientation; None: report only
+    uses_sensor: bool
+    func: Func
+
+    def ratio(self, kat: float, tel: float) -> float:
+        """The ratio, oriented as described in the module docstring."""
+        if self.kind == "rate":
+            return tel / kat
+        if self.kind == "time":
+            return kat / tel
+        return tel / kat
+
+    @property
+    def better(self) -> str:
+        return "< 1" if self.kind == "memory" else "> 1"
+
+    def met(self, ratio: float) -> bool | None:
+        if self.target is None:
+            return None
+        return ratio <= self.target if self.kind == "memory" else ratio >= self.target
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return "report"
+        return f"{'≤' if self.kind == 'memory' else '≥'} {self.target:g}"
+
+
+WORKLOADS: dict[str, Workload] = {}
+
+
+def workload(
+    name: str,
+    label: str,
+    unit: str,
+    kind: str,
+    target: float | None = None,
+    uses_sensor: bool = False,
+) -> Callable[[Func], Func]:
+    """Register a workload under `name` (registration order is table order)."""
+
+    def register(func: Func) -> Func:
+        WORKLOADS[name] = Workload(name, label, unit, kind, target, uses_sensor, func)
+        return func
+
+    return register
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Checks:
+    """Result checks: every mismatch is recorded, none is fatal."""
+
+    failures: list[str] = field(default_factory=list)
+
+    def expect(self, ok: bool, mod: ModuleType, what: str) -> None:
+        if not ok:
+            message = f"{mod.__name__}: {what}"
+            if message not in self.failures:
+                self.failures.append(message)
+                print(f"  CHECK FAILED  {message}", file=sys.stderr)
+
+
+CHECKS = Checks()
+
+
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds taken by ``func()`` (after a full collection) and its result."""
+    gc.collect()
+    start = time.perf_counter()
+    result = func()
+    return time.perf_counter() - start, result
+
+
+def expected_samples(lo: int, hi: int) -> list[tuple[float, float]]:
+    """What get_range should return for samples lo..hi-1 of a fixture sensor."""
+    return [(float(i), T0 + i) for i in range(lo, hi)]
+
+
+def all_floats(pairs: Iterable[tuple[Any, Any]]) -> bool:
+    return all(type(v) is float and type(t) is float for v, t in pairs)
+
+
+# One sensor per library, shared by consecutive uses_sensor workloads of a repeat.
+_SENSORS: dict[tuple[str, int], Any] = {}
+
+
+def sensor_fixture(mod: ModuleType, n: int) -> Any:
+    """A TelescopeState whose sensor 'sensor' holds float(i) at T0 + i for i < n."""
+    key = (mod.__name__, n)
+    if key not in _SENSORS:
+        ts = mod.TelescopeState()
+        for i in range(n):
+            ts.add("sensor", float(i), ts=T0 + i)
+        _SENSORS[key] = ts
+    return _SENSORS[key]
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@workload("attr_set", "attribute set", "ops/s", "rate", target=2)
+def attr_set(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+    keys = [f"attr_{i}" for i in range(sizes.ops)]
+
+    def run() -> None:
+        for i, key in enumerate(keys):
+            ts[key] = i
+
+    seconds, _ = timed(run)
+    CHECKS.expect(ts[keys[-1]] == sizes.ops - 1, mod, "attribute set: last value wrong")
+    return sizes.ops / seconds
+
+
+@workload("attr_get", "attribute get", "ops/s", "rate", target=2)
+def attr_get(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+    keys = [f"attr_{i}" for i in range(sizes.ops)]
+    for i, key in enumerate(keys):
+        ts[key] = i
+    seconds, values = timed(lambda: [ts[key] for key in keys])
+    CHECKS.expect(values == list(range(sizes.ops)), mod, "attribute get: wrong values")
+    CHECKS.expect(all(type(v) is int for v in values), mod, "attribute get: values not int")
+    return sizes.ops / seconds
+
+
+@workload("sensor_add", "sensor add", "ops/s", "rate", target=2)
+def sensor_add(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+
+    def run() -> None:
+        for i in range(sizes.ops):
+            ts.add("sensor", float(i), ts=T0 + i)
+
+    seconds, _ = timed(run)
+    got = ts.get_range("sensor", st=0)
+    CHECKS.expect(got == expected_samples(0, sizes.ops), mod, "sensor add: wrong samples")
+    return sizes.ops / seconds
+
+
+@workload("range_full", "get_range full", "ms", "time", target=4, uses_sensor=True)
+def range_full(mod: ModuleType, sizes: Sizes) -> float:
+    ts = sensor_fixture(mod, sizes.samples)
+    seconds, got = timed(lambda: ts.get_range("sensor", st=0))
+    CHECKS.expect(got == expected_samples(0, sizes.samples), mod, "get_range full: wrong samples")
+    CHECKS.expect(all_floats(got), mod, "get_range full: values or times not float")
+    return seconds * 1e3
+
+
+@workload("range_window", "get_range 1 % window", "ms", "time", uses_sensor=True)
+def range_window(mod: ModuleType, sizes: Sizes) -> float:
+    ts = sensor_fixture(mod, sizes.samples)
+    lo = (sizes.samples - sizes.window) // 2
+    st, et = T0 + lo, T0 + lo + sizes.window
+
+    def run() -> list[Any]:
+        return [ts.get_range("sensor", st=st, et=et) for _ in range(sizes.window_queries)]
+
+    seconds, results = timed(run)
+    expected = expected_samples(lo, lo + sizes.window)
+    CHECKS.expect(results[-1] == expected, mod, "get_range window: wrong samples")
+    CHECKS.expect(all_floats(results[-1]), mod, "get_range window: values or times not float")
+    return seconds / sizes.window_queries * 1e3
+
+
+@workload("range_previous", "previous-sample lookup", "µs", "time", uses_sensor=True)
+def range_previous(mod: ModuleType, sizes: Sizes) -> float:
+    ts = sensor_fixture(mod, sizes.samples)
+    rng = np.random.default_rng(42)
+    # Between the first and the last sample, some exactly on a sample (strict "before").
+    offsets = rng.uniform(1, sizes.samples, sizes.lookups)
+    offsets[::10] = np.floor(offsets[::10])
+    times = (T0 + offsets).tolist()
+    ts.get_range("sensor", et=times[0])  # warm-up
+
+    seconds, results = timed(lambda: [ts.get_range("sensor", et=t) for t in times])
+    sample_times = [T0 + i for i in range(sizes.samples)]
+    expected = []
+    for t in times:
+        i = bisect.bisect_left(sample_times, t) - 1
+        expected.append([(float(i), T0 + i)])
+    CHECKS.expect(results == expected, mod, "previous-sample lookup: wrong samples")
+    return seconds / sizes.lookups * 1e6
+
+
+@workload("latest_get", "latest value, get()", "µs", "time", uses_sensor=True)
+def latest_get(mod: ModuleType, sizes: Sizes) -> float:
+    ts = sensor_fixture(mod, sizes.samples)
+    ts.get("sensor")  # warm-up
+    seconds, results = timed(lambda: [ts.get("sensor") for _ in range(sizes.lookups)])
+    last = float(sizes.samples - 1)
+    CHECKS.expect(results[-1] == last and type(results[-1]) is float, mod, "get(): wrong value")
+    return seconds / sizes.lookups * 1e6
+
+
+@workload("latest_range", "latest value, get_range()", "µs", "time", uses_sensor=True)
+def latest_range(mod: ModuleType, sizes: Sizes) -> float:
+    ts = sensor_fixture(mod, sizes.samples)
+    ts.get_range("sensor")  # warm-up
+    seconds, results = timed(lambda: [ts.get_range("sensor") for _ in range(sizes.lookups)])
+    expected = expected_samples(sizes.samples - 1, sizes.samples)
+    CHECKS.expect(results[-1] == expected, mod, "get_range() latest: wrong sample")
+    return seconds / sizes.lookups * 1e6
+
+
+def _array(sizes: Sizes) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(7).random(sizes.array_mib * MIB // 8)
+
+
+@workload("array_set", "float64 array set", "MiB/s", "rate")
+def array_set(mod: ModuleType, sizes: Sizes) -> float:
+    arr = _array(sizes)
+    ts = mod.TelescopeState()
+
+    def run() -> None:
+        for i in range(sizes.array_ops):
+            ts[f"array_{i}"] = arr
+
+    seconds, _ = timed(run)
+    CHECKS.expect(np.array_equal(ts["array_0"], arr), mod, "array set: value changed")
+    return sizes.array_mib * sizes.array_ops / seconds
+
+
+@workload("array_get", "float64 array get", "MiB/s", "rate", target=3)
+def array_get(mod: ModuleType, sizes: Sizes) -> float:
+    arr = _array(sizes)
+    ts = mod.TelescopeState()
+    ts["array"] = arr
+    got = None
+
+    def run() -> None:
+        nonlocal got
+        for _ in range(sizes.array_ops):
+            got = None  # let the previous copy go first, as a caller's loop would
+            got = ts["array"]
+
+    seconds, _ = timed(run)
+    assert got is not None
+    ok = got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
+    CHECKS.expect(ok, mod, "array get: wrong array")
+    CHECKS.expect(got.flags.writeable, mod, "array get: returned array is read-only")
+    return sizes.array_mib * sizes.array_ops / seconds
+
+
+@workload("indexed_set", "indexed set", "ops/s", "rate")
+def indexed_set(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+
+    def run() -> None:
+        for i in range(sizes.ops):
+            ts.set_indexed("idx", i, i)
+
+    seconds, _ = timed(run)
+    CHECKS.expect(ts.get_indexed("idx", sizes.ops - 1) == sizes.ops - 1, mod, "indexed set")
+    return sizes.ops / seconds
+
+
+@workload("indexed_get", "indexed get", "ops/s", "rate")
+def indexed_get(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+    for i in range(sizes.ops):
+        ts.set_indexed("idx", i, i)
+    seconds, values = timed(lambda: [ts.get_indexed("idx", i) for i in range(sizes.ops)])
+    CHECKS.expect(values == list(range(sizes.ops)), mod, "indexed get: wrong values")
+    return sizes.ops / seconds
+
+
+def _waiter(ts: Any, key: str, woke: list[float]) -> None:
+    ts.wait_key(key)
+    woke.append(time.perf_counter())
+
+
+@workload("wait_key", "wait_key wake-up latency", "ms", "time", target=2)
+def wait_key_latency(mod: ModuleType, sizes: Sizes) -> float:
+    ts = mod.TelescopeState()
+    latencies = []
+    gc.collect()
+    for i in range(sizes.waits):
+        key = f"key_{i}"
+        woke: list[float] = []
+        thread = threading.Thread(target=_waiter, args=(ts, key, woke), daemon=True)
+        thread.start()
+        time.sleep(0.005)  # long enough for the waiter to be blocked inside wait_key
+        start = time.perf_counter()
+        ts.add(key, 1, immutable=True)
+        thread.join(30)
+        if not woke:
+            CHECKS.expect(False, mod, f"wait_key: waiter for {key} did not wake within 30 s")
+            return float("nan")
+        latencies.append(woke[0] - start)
+    return statistics.median(latencies) * 1e3
+
+
+# Run in a fresh interpreter: argv = [-c, module name, number of samples].
+_MEMORY_CHILD = """
+import gc, importlib, os, sys
+mod = importlib.import_module(sys.argv[1])
+n = int(sys.argv[2])
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+ts = mod.TelescopeState()
+gc.collect()
+base = rss()
+for i in range(n):
+    ts.add("sensor", float(i), ts=1e9 + i)
+gc.collect()
+grown = rss() - base
+last = ts.get_range("sensor")
+print(grown, repr(last))
+"""
+
+
+@workload("memory", "memory of a float sensor", "MiB", "memory", target=0.5)
+def sensor_memory(mod: ModuleType, sizes: Sizes) -> float:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    args = [sys.executable, "-c", _MEMORY_CHILD, mod.__name__, str(sizes.samples)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    grown, last = out.split(maxsplit=1)
+    expected = repr(expected_samples(sizes.samples - 1, sizes.samples))
+    CHECKS.expect(last.strip() == expected, mod, "memory child: wrong latest sample")
+    return int(grown) / MIB
+
+
+# --------------------------------------------------------------------------- runner
+
+
+@dataclass
+class Result:
+    workload: Workload
+    samples: dict[str, list[float]]
+
+    def median(self, lib: str) -> float:
+        return statistics.median(self.samples[lib])
+
+    @property
+    def ratio(self) -> float:
+        return self.workload.ratio(self.median("katsdptelstate"), self.median("telstate"))
+
+
+def run(
+    workloads: list[Workload], modules: dict[str, ModuleType], sizes: Sizes, repeat: int
+) -> list[Result]:
+    results = [Result(w, {lib: [] for lib in modules}) for w in workloads]
+    for rep in range(repeat):
+        # A B, then B A, ...: each library goes first equally often.
+        order = list(modules) if rep % 2 == 0 else list(reversed(modules))
+        _SENSORS.clear()  # fresh objects for every repeat
+        for result in results:
+            w = result.workload
+            if not w.uses_sensor:
+                _SENSORS.clear()
+            for lib in order:
+                value = w.func(modules[lib], sizes)
+                result.samples[lib].append(value)
+                print(
+                    f"  [{rep + 1}/{repeat}] {w.name:<15} {lib:<15} {fmt(value):>10} {w.unit}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    _SENSORS.clear()
+    return results
+
+
+def fmt(x: float) -> str:
+    if x != x:  # NaN
+        return "nan"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.3g} M"
+    if abs(x) >= 1e4:
+        return f"{x / 1e3:.3g} k"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}"
+
+
+def table(results: list[Result]) -> str:
+    header = ["operation", "unit", "katsdptelstate", "telstate", "ratio", "better", "target", "met"]
+    rows = [header]
+    for r in results:
+        w = r.workload
+        kat, tel = r.median("katsdptelstate"), r.median("telstate")
+        met = w.met(r.ratio)
+        met_text = "-" if met is None else ("yes" if met else "NO")
+        row = [w.label, w.unit, fmt(kat), fmt(tel), f"{r.ratio:.2f}", w.better, w.target_text]
+        rows.append([*row, met_text])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    left = {0, 1, 5, 6, 7}
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        if n == 0:
+            lines.append("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    return "\n".join(lines)
+
+
+def environment(modules: dict[str, ModuleType]) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "libraries": {
+            lib: {"version": getattr(mod, "__version__", "?"), "file": mod.__file__}
+            for lib, mod in modules.items()
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per library (median shown)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", metavar="NAME[,NAME]", help=f"among: {', '.join(WORKLOADS)}")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    names = list(WORKLOADS) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        choices = ", ".join(WORKLOADS)
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {choices}")
+    sizes = QUICK if args.quick else FULL
+
+    # Benchmark this checkout's telstate, whatever else is installed.
+    sys.path.insert(0, str(SRC))
+    modules = {lib: importlib.import_module(lib) for lib in LIBRARIES}
+    env = environment(modules)
+    for lib, info in env["libraries"].items():
+        print(f"{lib} {info['version']} from {info['file']}")
+    print(
+        f"Python {env['python']}, numpy {env['numpy']}, {env['cpus']} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}; repeat {args.repeat}, {'quick' if args.quick else 'full'}"
+        f" sizes: {asdict(sizes)}",
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    results = run([WORKLOADS[n] for n in names], modules, sizes, args.repeat)
+    elapsed = time.perf_counter() - started
+
+    print()
+    print(table(results))
+    print()
+    print(f"median of {args.repeat}; took {elapsed:.0f} s; load {os.getloadavg()[0]:.2f}")
+    if CHECKS.failures:
+        print("RESULT CHECKS FAILED:")
+        for failure in CHECKS.failures:
+            print(f"  {failure}")
+    else:
+        print("Result checks: both libraries returned the expected results.")
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "environment": env,
+            "repeat": args.repeat,
+            "sizes": asdict(sizes),
+            "seconds": elapsed,
+            "results": [
+                {
+                    "name": r.workload.name,
+                    "label": r.workload.label,
+                    "unit": r.workload.unit,
+                    "kind": r.workload.kind,
+                    "target": r.workload.target,
+                    "samples": r.samples,
+                    "median": {lib: r.median(lib) for lib in r.samples},
+                    "ratio": r.ratio,
+                    "met": r.workload.met(r.ratio),
+                }
+                for r in results
+            ],
+            "check_failures": CHECKS.failures,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if CHECKS.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
