@@ -4,19 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import fakeredis
 import pytest
+import redis
 
 import telstate
+from telstate.backends.redis import RedisBackend
 
-# Each entry makes a fresh, empty backend.  The Redis and asyncio front ends add theirs.
-BACKENDS: dict[str, Callable[[], telstate.Backend]] = {
-    "memory": telstate.MemoryBackend,
+from .servers import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the whole session (tests FLUSHALL before use)."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    client.flushall()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# Each entry makes a fresh, empty backend.  The asyncio front end adds its own.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], telstate.Backend]] = {
+    "memory": lambda request: telstate.MemoryBackend(),
+    "redis": lambda request: RedisBackend(request.getfixturevalue("redis_client")),
+    # Users test their code with fakeredis: telstate must work on it too.
+    "fakeredis": lambda request: RedisBackend(fakeredis.FakeRedis()),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Iterator[telstate.Backend]:
-    made = BACKENDS[request.param]()
+    made = BACKENDS[request.param](request)
     try:
         yield made
     finally:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -15,6 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from telstate._glob import compile_glob
+
+from .servers import RedisServer
 
 # (pattern, key, does KEYS pattern return key?).  Every answer was checked against
 # redis-server 7.0.15, and test_table_agrees_with_server keeps checking them.
@@ -157,55 +155,14 @@ def test_pathological_pattern_is_fast() -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[redis.Redis]:
-    """Start a private redis-server on a Unix socket (no TCP port) and yield a client."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail(
-            "redis-server was not found on PATH.  These tests compare telstate._glob with a "
-            "real Redis 7 server; install one (e.g. `apt-get install redis-server`).",
-            pytrace=False,
-        )
-    with tempfile.TemporaryDirectory(prefix="telstate-glob-") as tmp:
-        socket_path = str(Path(tmp) / "redis.sock")
-        with open(Path(tmp) / "redis.log", "wb") as log:
-            # fmt: off
-            proc = subprocess.Popen(
-                [exe, "--port", "0", "--unixsocket", socket_path,
-                 "--save", "", "--appendonly", "no", "--dir", tmp],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-            # fmt: on
-            client = redis.Redis(unix_socket_path=socket_path)
-            try:
-                deadline = time.monotonic() + 10.0
-                while True:
-                    if proc.poll() is not None:
-                        pytest.fail(
-                            f"redis-server exited with status {proc.returncode}:\n"
-                            + (Path(tmp) / "redis.log").read_text(errors="replace"),
-                            pytrace=False,
-                        )
-                    try:
-                        if client.ping():
-                            break
-                    except (redis.ConnectionError, redis.BusyLoadingError):
-                        pass
-                    if time.monotonic() > deadline:
-                        pytest.fail("redis-server did not answer PING within 10 s", pytrace=False)
-                    time.sleep(0.02)
-                version = str(client.info("server")["redis_version"])
-                if int(version.split(".")[0]) < 7:
-                    pytest.fail(f"need Redis >= 7, found {version}", pytrace=False)
-                yield client
-            finally:
-                client.close()
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+def server(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's private redis-server (see conftest.py), Redis >= 7."""
+    client = redis_server.client()
+    version = str(client.info("server")["redis_version"])
+    if int(version.split(".")[0]) < 7:
+        pytest.fail(f"need Redis >= 7, found {version}", pytrace=False)
+    yield client
+    client.close()
 
 
 def _server_keys(server: redis.Redis, keys: set[bytes], pattern: bytes) -> tuple[set[bytes], ...]:

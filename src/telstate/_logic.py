@@ -26,7 +26,9 @@ from typing import Any, Generic, TypeVar
 from ._codec import ENCODING_MSGPACK, decode_value, encode_value, equal_encoded_values
 from ._errors import DecodeError, ImmutableKeyError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
+from ._ranges import check_timestamp
 from ._updates import KeyUpdate
+from .backends.base import Write
 
 __all__ = [
     "Call",
@@ -174,6 +176,48 @@ def decode_found(
     if type(payload) is bytes:
         return decode_value(payload)
     return decode_payload(found[1], payload)
+
+
+def make_write(
+    full_key: bytes,
+    value: Any,
+    ts: float | None,
+    immutable: bool,
+    encoding: bytes,
+    now: Callable[[], float],
+) -> Write:
+    """Validate and encode one ``add`` into a :class:`Write` (nothing is written yet)."""
+    encoded = encode_value(value, encoding)
+    if immutable:
+        return Write(KeyType.IMMUTABLE, full_key, encoded)
+    timestamp = now() if ts is None else check_timestamp(ts)
+    return Write(KeyType.MUTABLE, full_key, encoded, timestamp)
+
+
+def make_indexed_write(full_key: bytes, sub_key: Any, value: Any, encoding: bytes) -> Write:
+    """Validate and encode one ``set_indexed`` into a :class:`Write`."""
+    return Write(
+        KeyType.INDEXED, full_key, encode_value(value, encoding), sub_key=encode_sub_key(sub_key)
+    )
+
+
+def check_batch(writes: Sequence[Write], values: Sequence[Any], results: Sequence[Any]) -> None:
+    """Raise the first error of a written batch (all its other writes stand)."""
+    errors: list[ImmutableKeyError] = []
+    for write, value, result in zip(writes, values, results, strict=True):
+        if isinstance(result, ImmutableKeyError):
+            errors.append(result)
+        elif result is not None:
+            what = display_str(write.key)
+            if write.sub_key is not None:
+                what = f"{what}[{decode_value(write.sub_key)!r}]"
+            try:
+                check_immutable_change(what, result, write.value, value)
+            except ImmutableKeyError as exc:
+                errors.append(exc)
+    if errors:
+        more = f" (and {len(errors) - 1} more failed writes)" if len(errors) > 1 else ""
+        raise ImmutableKeyError(f"{errors[0]}{more}; the batch's other writes were applied")
 
 
 # --------------------------------------------------------------------------- waits

@@ -18,18 +18,21 @@ from ._logic import (
     Step,
     Subscribe,
     TelescopeStateBase,
+    check_batch,
     check_immutable_change,
     decode_found,
     describe,
     encode_sub_key,
+    make_indexed_write,
+    make_write,
     wait_indexed_steps,
     wait_key_steps,
 )
 from ._ranges import check_timestamp, resolve_range
 from ._samples import decode_batch
-from .backends.base import Backend, Subscription
+from .backends.base import Backend, Subscription, Write
 from .backends.memory import MemoryBackend
-from .endpoint import Endpoint
+from .endpoint import Endpoint, endpoint_parser
 
 __all__ = ["TelescopeState"]
 
@@ -240,6 +243,28 @@ class TelescopeState(TelescopeStateBase[Backend]):
         if old is not None:
             check_immutable_change(describe(full_key, sub_key, True), old, encoded, value)
 
+    def pipeline(self) -> Pipeline:
+        """A batch of writes sent together when the ``with`` block ends.
+
+        Each write keeps its own semantics (immutables and sub-keys are set
+        only if absent, samples are added unless present) and notifications,
+        but the whole batch costs one round trip to a Redis server.  Values are
+        encoded and checked as they are added, so bad input raises before
+        anything is sent.  Example::
+
+            with ts.pipeline() as batch:
+                for t, value in samples:
+                    batch.add('wind_speed', value, ts=t)
+                batch['n_samples'] = len(samples)
+
+        Raises
+        ------
+        ImmutableKeyError
+            On leaving the block, if any immutable would have changed (the
+            other writes are applied).
+        """
+        return Pipeline(self)
+
     # -- reads
 
     def _get(self, key: str | bytes, return_encoded: bool = False) -> Any:
@@ -384,6 +409,60 @@ class TelescopeState(TelescopeStateBase[Backend]):
         _drive(self._backend, steps, what, timeout, cancel_future)
 
 
+class Pipeline:
+    """Writes collected for one round trip (see :meth:`TelescopeState.pipeline`)."""
+
+    def __init__(self, ts: TelescopeState) -> None:
+        self._ts = ts
+        self._writes: list[Write] = []
+        self._values: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(
+        self,
+        key: str | bytes,
+        value: Any,
+        ts: float | None = None,
+        immutable: bool = False,
+        encoding: bytes = ENCODING_DEFAULT,
+    ) -> None:
+        """Queue :meth:`TelescopeState.add`."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
+        self._values.append(value)
+
+    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
+        """Queue :meth:`TelescopeState.set`."""
+        self.add(key, value, immutable=True, encoding=encoding)
+
+    def __setitem__(self, key: str | bytes, value: Any) -> None:
+        self.add(key, value, immutable=True)
+
+    def set_indexed(
+        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
+    ) -> None:
+        """Queue :meth:`TelescopeState.set_indexed`."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_indexed_write(full_key, sub_key, value, encoding))
+        self._values.append(value)
+
+    def execute(self) -> None:
+        """Send the queued writes now (the ``with`` block does this on exit)."""
+        writes, values = self._writes, self._values
+        self._writes, self._values = [], []
+        if writes:
+            check_batch(writes, values, self._ts._backend.write_batch(writes))
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is None:
+            self.execute()
+
+
 def _drive(
     backend: Backend, steps: Step, what: str, timeout: float | None, cancel_future: Any
 ) -> None:
@@ -430,6 +509,12 @@ def _drive(
 
 
 def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
-    raise NotImplementedError(
-        f"cannot connect to {endpoint!r}: the Redis backend is not available in this build"
-    )
+    """Backend for a Redis server given as a URL, ``host[:port]`` or an Endpoint."""
+    from .backends.redis import RedisBackend
+
+    if isinstance(endpoint, str) and "://" in endpoint:
+        return RedisBackend.from_url(endpoint, db=db or None)
+    if not isinstance(endpoint, Endpoint):
+        endpoint = endpoint_parser(default_port=None)(endpoint)
+    port = None if endpoint.port is None else int(endpoint.port)
+    return RedisBackend.from_address(str(endpoint.host), port, db)

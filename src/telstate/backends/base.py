@@ -18,18 +18,31 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
 
-__all__ = ["Backend", "Found", "Subscription"]
+__all__ = ["Backend", "Found", "Subscription", "Write"]
 
 #: What a read finds: (index of the candidate key, its type, payload, timestamp).
 #: The payload is the value (immutable), the latest value (sensor, with its
 #: timestamp) or a dict of encoded sub-key to encoded value (indexed).
 Found = tuple[int, KeyType, bytes | dict[bytes, bytes], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write of a batch: an immutable, a sensor sample or an indexed sub-key."""
+
+    key_type: KeyType
+    key: bytes
+    value: bytes
+    timestamp: float | None = None
+    sub_key: bytes | None = None
 
 
 class Subscription(ABC):
@@ -62,6 +75,30 @@ class Backend(ABC):
     @abstractmethod
     def keys(self, pattern: bytes) -> list[bytes]:
         """All keys matching the Redis glob `pattern`, in no particular order."""
+
+    def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
+        """Apply many writes, each with the semantics of its single-write method.
+
+        Returns, for each write in order, what its method returns (None, or the
+        value already stored for immutables and sub-keys) or the
+        ImmutableKeyError it raised: one failed write does not stop the others.
+        Backends override this to send the whole batch in one round trip.
+        """
+        results: list[bytes | ImmutableKeyError | None] = []
+        for write in writes:
+            try:
+                if write.key_type is KeyType.IMMUTABLE:
+                    results.append(self.set_immutable(write.key, write.value))
+                elif write.key_type is KeyType.MUTABLE:
+                    assert write.timestamp is not None
+                    self.add_mutable(write.key, write.value, write.timestamp)
+                    results.append(None)
+                else:
+                    assert write.sub_key is not None
+                    results.append(self.set_indexed(write.key, write.sub_key, write.value))
+            except ImmutableKeyError as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     def delete(self, keys: Sequence[bytes]) -> None:

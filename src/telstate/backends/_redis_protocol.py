@@ -1,0 +1,299 @@
+"""What telstate says to a Redis server, and how it reads the answers (no I/O).
+
+Shared by the sync and asyncio Redis backends, which only send these commands.
+
+Key layout (identical to katsdptelstate 1.0)::
+
+    immutable  STRING  key -> encoded value
+    sensor     ZSET    key -> members pack(ts) + encoded value, every score 0
+    indexed    HASH    key -> field encoded sub-key -> encoded value
+
+Every write is a Lua script, so check-and-set and its notification happen in
+one atomic step on the server: concurrent writers on different machines cannot
+both "win" an immutable, and no waiter misses a write.  Writes are idempotent
+(SETNX, ZADD of an existing member, HSETNX), so a write retried after a lost
+reply changes nothing twice.  Reads through a view pass all candidate keys to
+one script (or one MULTI/EXEC), so they cost one round trip however many
+prefixes the view has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import ImmutableKeyError
+from .._keys import KeyType, wrong_type
+from .._ranges import RangeQuery, pack_timestamp, split_member
+from .._samples import EMPTY_BATCH, SampleBatch
+from .._updates import CHANNEL_PREFIX, KeyUpdate, decode_update
+from .base import Found, Write
+
+__all__ = [
+    "SCRIPTS",
+    "TYPE_NAMES",
+    "is_wrongtype",
+    "parse_found",
+    "parse_get_indexed",
+    "parse_range",
+    "range_commands",
+]
+
+TYPE_NAMES: dict[bytes, KeyType | None] = {
+    b"none": None,
+    b"string": KeyType.IMMUTABLE,
+    b"zset": KeyType.MUTABLE,
+    b"hash": KeyType.INDEXED,
+}
+
+_WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+# Each script: KEYS are the key(s), ARGV the arguments; comments say what it returns.
+SCRIPTS: dict[str, str] = {
+    # -> false, or {index of the first existing key, type code, value}
+    "get": f"""
+for i, key in ipairs(KEYS) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'string' then
+        return {{i - 1, 1, redis.call('GET', key)}}
+    elseif kind == 'zset' then
+        return {{i - 1, 2, redis.call('ZRANGE', key, -1, -1)[1]}}
+    elseif kind == 'hash' then
+        return {{i - 1, 3, redis.call('HGETALL', key)}}
+    elseif kind ~= 'none' then
+        return redis.error_reply('{_WRONGTYPE}')
+    end
+end
+return false
+""",
+    # -> false, or {index of the first existing key, value or false}
+    "get_indexed": f"""
+for i, key in ipairs(KEYS) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'hash' then
+        return {{i - 1, redis.call('HGET', key, ARGV[1])}}
+    elseif kind ~= 'none' then
+        return redis.error_reply('{_WRONGTYPE}')
+    end
+end
+return false
+""",
+    # -> false if stored, else the value already there
+    "set_immutable": """
+if redis.call('SETNX', KEYS[1], ARGV[1]) == 1 then
+    redis.call('PUBLISH', 'update/' .. KEYS[1], ARGV[1])
+    return false
+end
+return redis.call('GET', KEYS[1])
+""",
+    # -> 1 if added, 0 if the member was already there
+    "add_mutable": """
+local added = redis.call('ZADD', KEYS[1], 0, ARGV[1])
+if added == 1 then
+    redis.call('PUBLISH', 'update/' .. KEYS[1], ARGV[1])
+end
+return added
+""",
+    # -> number of members added; each added member is published
+    "add_mutable_many": """
+local added = 0
+for i = 1, #ARGV do
+    if redis.call('ZADD', KEYS[1], 0, ARGV[i]) == 1 then
+        redis.call('PUBLISH', 'update/' .. KEYS[1], ARGV[i])
+        added = added + 1
+    end
+end
+return added
+""",
+    # KEYS[i] gets ARGV[i] -> for each, false if stored, else the value there (or an error)
+    "set_immutable_many": """
+local result = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('SETNX', key, ARGV[i]) == 1 then
+        redis.call('PUBLISH', 'update/' .. key, ARGV[i])
+        result[i] = false
+    else
+        result[i] = redis.pcall('GET', key)
+    end
+end
+return result
+""",
+    # ARGV = sub-key, value, sub-key, value... -> for each pair, false or the value there
+    "set_indexed_many": """
+local result = {}
+for i = 1, #ARGV, 2 do
+    if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+        redis.call('PUBLISH', 'update/' .. KEYS[1],
+                   '\\3' .. string.len(ARGV[i]) .. '\\n' .. ARGV[i] .. ARGV[i + 1])
+        result[#result + 1] = false
+    else
+        result[#result + 1] = redis.call('HGET', KEYS[1], ARGV[i])
+    end
+end
+return result
+""",
+    # -> false if stored, else the value already there
+    "set_indexed": """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+    redis.call('PUBLISH', 'update/' .. KEYS[1],
+               '\\3' .. string.len(ARGV[1]) .. '\\n' .. ARGV[1] .. ARGV[2])
+    return false
+end
+return redis.call('HGET', KEYS[1], ARGV[1])
+""",
+}
+
+
+#: Most samples or sub-keys sent in one script call: bounds how long the server is busy.
+BATCH_CHUNK = 2000
+
+
+def member(timestamp: float, value: bytes) -> bytes:
+    """Sorted-set member of a sensor sample."""
+    return pack_timestamp(timestamp) + value
+
+
+def wrong_type_for(key: bytes) -> ImmutableKeyError:
+    """The error for a WRONGTYPE reply about `key` (its actual type unknown)."""
+    return ImmutableKeyError(f"{key!r} exists with another type (Redis answered WRONGTYPE)")
+
+
+def is_wrongtype(error: Exception) -> bool:
+    """Whether a Redis error is a WRONGTYPE error (also when raised inside a script)."""
+    return "WRONGTYPE" in str(error)
+
+
+def parse_found(reply: Any) -> Found | None:
+    """Reply of the ``get`` script as a :data:`Found`."""
+    if not reply:
+        return None
+    index, code, payload = reply
+    key_type = KeyType(code)
+    if key_type is KeyType.IMMUTABLE:
+        return index, key_type, payload, None
+    if key_type is KeyType.MUTABLE:
+        value, ts = split_member(payload)
+        return index, key_type, value, ts
+    fields = iter(payload)
+    return index, key_type, dict(zip(fields, fields, strict=True)), None
+
+
+def parse_get_indexed(reply: Any) -> tuple[int, bytes | None] | None:
+    """Reply of the ``get_indexed`` script."""
+    if not reply:
+        return None
+    return int(reply[0]), reply[1] if len(reply) > 1 else None
+
+
+def range_commands(keys: Sequence[bytes], query: RangeQuery) -> list[tuple[Any, ...]]:
+    """Commands (for one MULTI/EXEC) that answer `query` for each candidate key."""
+    commands: list[tuple[Any, ...]] = []
+    for key in keys:
+        commands.append(("TYPE", key))
+        if query.previous:
+            commands.append(("ZREVRANGEBYLEX", key, query.start_lex, b"-", "LIMIT", 0, 1))
+        if query.scan:
+            commands.append(("ZRANGEBYLEX", key, query.start_lex, query.stop_lex))
+    return commands
+
+
+def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) -> SampleBatch | None:
+    """Result of :func:`range_commands`: the samples of the first key that exists."""
+    per_key = 1 + query.previous + query.scan
+    for i, key in enumerate(keys):
+        kind = replies[i * per_key]
+        kind = kind.encode() if isinstance(kind, str) else kind
+        if kind == b"none":
+            continue
+        key_type = TYPE_NAMES.get(kind)  # None here: a Redis type telstate does not use
+        if key_type is not KeyType.MUTABLE:
+            if per_key > 1:
+                raise wrong_type(key, KeyType.MUTABLE, key_type)
+            return EMPTY_BATCH
+        members: list[bytes] = []
+        for reply in replies[i * per_key + 1 : (i + 1) * per_key]:
+            if isinstance(reply, Exception):
+                raise reply
+            members.extend(reply)
+        return SampleBatch.from_members(members)
+    return None
+
+
+def channel_key(channel: bytes) -> bytes:
+    """The key that a notification channel is about."""
+    return channel[len(CHANNEL_PREFIX) :]
+
+
+def needs_type(payload: bytes) -> bool:
+    """Whether a notification payload is ambiguous without knowing the key's type.
+
+    Payloads starting with a type byte (1, 2, 3) say it themselves; 0xff starts
+    an immutable's MessagePack value (a sensor member would need a NaN timestamp).
+    Anything else is a sensor member or a legacy pickled immutable.
+    """
+    return payload[:1] not in (b"\x01", b"\x02", b"\x03", b"\xff")
+
+
+def parse_message(key: bytes, payload: bytes, key_type: KeyType | None) -> KeyUpdate:
+    """A notification as a :class:`KeyUpdate` (`key_type` used only if ambiguous)."""
+    if payload[:1] == b"\xff":
+        key_type = KeyType.IMMUTABLE
+    return decode_update(key, payload, key_type)
+
+
+# A script call of a batch: (script name, KEYS, ARGV, indices of the writes it carries)
+BatchCall = tuple[str, list[bytes], list[bytes], list[int]]
+
+
+def batch_calls(writes: Sequence[Write]) -> list[BatchCall]:
+    """Group a batch's writes into few script calls (sensor samples and sub-keys per key)."""
+    immutables: BatchCall = ("set_immutable_many", [], [], [])
+    samples: dict[bytes, list[int]] = {}
+    sub_keys: dict[bytes, list[int]] = {}
+    for i, write in enumerate(writes):
+        if write.key_type is KeyType.IMMUTABLE:
+            immutables[1].append(write.key)
+            immutables[2].append(write.value)
+            immutables[3].append(i)
+        elif write.key_type is KeyType.MUTABLE:
+            samples.setdefault(write.key, []).append(i)
+        else:
+            sub_keys.setdefault(write.key, []).append(i)
+    calls: list[BatchCall] = []
+    if immutables[3]:
+        calls.append(immutables)
+    for key, indices in samples.items():
+        for start in range(0, len(indices), BATCH_CHUNK):
+            chunk = indices[start : start + BATCH_CHUNK]
+            members = [member(writes[i].timestamp, writes[i].value) for i in chunk]  # type: ignore[arg-type]
+            calls.append(("add_mutable_many", [key], members, chunk))
+    for key, indices in sub_keys.items():
+        for start in range(0, len(indices), BATCH_CHUNK):
+            chunk = indices[start : start + BATCH_CHUNK]
+            args: list[bytes] = []
+            for i in chunk:
+                args += (writes[i].sub_key, writes[i].value)  # type: ignore[arg-type]
+            calls.append(("set_indexed_many", [key], args, chunk))
+    return calls
+
+
+def parse_batch(
+    writes: Sequence[Write], calls: list[BatchCall], replies: list[Any]
+) -> list[bytes | ImmutableKeyError | None]:
+    """Per-write results (as :meth:`Backend.write_batch` returns them) from the replies."""
+    results: list[bytes | ImmutableKeyError | None] = [None] * len(writes)
+    for (script, _, _, indices), reply in zip(calls, replies, strict=True):
+        if isinstance(reply, Exception):
+            if not is_wrongtype(reply):
+                raise reply
+            for i in indices:
+                results[i] = wrong_type_for(writes[i].key)
+        elif script != "add_mutable_many":
+            for i, item in zip(indices, reply, strict=True):
+                if isinstance(item, Exception):
+                    if not is_wrongtype(item):
+                        raise item
+                    results[i] = wrong_type_for(writes[i].key)
+                else:
+                    results[i] = item
+    return results

@@ -1,0 +1,243 @@
+"""The Redis backend (synchronous): telstate shared through a Redis server.
+
+The commands and their meaning live in :mod:`._redis_protocol`; this module
+only sends them with redis-py and maps failures to telstate's errors.
+
+Failures: redis-py retries a command after a dropped connection (with
+backoff) before giving up; telstate's writes are idempotent, so a retried
+write that had already been applied changes nothing.  When the server stays
+unreachable the call raises :class:`telstate.ConnectionError` naming the
+server (never its password).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+
+from .._errors import ConnectionError, ImmutableKeyError
+from .._keys import KeyType
+from .._ranges import RangeQuery
+from .._samples import SampleBatch
+from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
+from . import _redis_protocol as proto
+from .base import Backend, Found, Subscription, Write
+
+__all__ = ["RedisBackend"]
+
+_SCAN_COUNT = 1000
+# Fail within seconds when a server is unreachable, and notice dead connections.
+_CONNECT_KWARGS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 3.0,
+    "health_check_interval": 30,
+}
+
+
+def describe_server(client: Any) -> str:
+    """Where a redis-py client connects, without credentials."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    scheme = "rediss" if "ssl_cert_reqs" in kwargs or kwargs.get("ssl") else "redis"
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{scheme}://{host}:{port}/{db}"
+
+
+@contextlib.contextmanager
+def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
+    """Map redis-py failures to telstate errors."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
+    except redis.AuthenticationError as exc:  # pragma: no cover - a ConnectionError subclass
+        raise ConnectionError(f"redis server at {server} refused the credentials") from exc
+    except redis.ResponseError as exc:
+        if key is not None and proto.is_wrongtype(exc):
+            raise proto.wrong_type_for(key) from None
+        raise
+
+
+class _RedisSubscription(Subscription):
+    """A pub/sub connection listening to the channels of some keys."""
+
+    def __init__(self, backend: RedisBackend, keys: Sequence[bytes]) -> None:
+        self._backend = backend
+        self._types: dict[bytes, KeyType | None] = {}
+        self._pubsub = backend.client.pubsub()  # type: ignore[no-untyped-call]
+        channels = list(dict.fromkeys(CHANNEL_PREFIX + key for key in keys))
+        with redis_errors(backend.server):
+            self._pubsub.subscribe(*channels)
+            # Wait for the confirmations: after them, no write to these keys can be missed.
+            pending = set(channels)
+            deadline = time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                message = self._pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "subscribe":
+                    pending.discard(message["channel"])
+            if pending:
+                raise ConnectionError(f"redis server at {backend.server} did not confirm SUBSCRIBE")
+
+    def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
+        try:
+            message = self._pubsub.get_message(timeout=timeout)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # redis-py reconnects and resubscribes on the next call; meanwhile updates
+            # may have been lost, so the waiter must look at the key again.
+            time.sleep(min(0.1, timeout) if timeout is not None else 0.1)
+            return Recheck()
+        if message is None:
+            return None
+        if message["type"] == "subscribe":
+            return Recheck()  # a re-subscription after a reconnection
+        if message["type"] != "message":
+            return None
+        key = proto.channel_key(message["channel"])
+        payload: bytes = message["data"]
+        key_type = None
+        if proto.needs_type(payload):
+            if key not in self._types:
+                self._types[key] = self._backend.key_type([key])
+            key_type = self._types[key]
+            if key_type is None:
+                return Recheck()  # deleted since: nothing to learn from this update
+        try:
+            return proto.parse_message(key, payload, key_type)
+        except ValueError:
+            return Recheck()
+
+    def close(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # closing a broken connection
+            self._pubsub.close()
+
+
+class RedisBackend(Backend):
+    """Telescope state in a Redis server, shared by every client of that server.
+
+    Parameters
+    ----------
+    client
+        A :class:`redis.Redis` client (``decode_responses`` must be false).
+        A fakeredis client works too, if its Lua support is installed.
+
+    Raises
+    ------
+    ConnectionError
+        If the server does not answer.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("the redis client must not decode responses (decode_responses=False)")
+        self.client = client
+        self.server = describe_server(client)
+        with redis_errors(self.server):
+            client.ping()
+        self._scripts = {name: client.register_script(text) for name, text in proto.SCRIPTS.items()}
+
+    @classmethod
+    def from_url(cls, url: str, db: int | None = None, **kwargs: Any) -> RedisBackend:
+        """Connect to ``redis://``, ``rediss://`` or ``unix://`` `url` (with credentials if any).
+
+        Parameters
+        ----------
+        url
+            Server URL, e.g. ``redis://user:password@host:6379/0``.
+        db
+            Database number, overriding the URL's.
+        kwargs
+            More options for :meth:`redis.Redis.from_url`.
+        """
+        options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
+        if db is not None:
+            options["db"] = db
+        return cls(redis.Redis.from_url(url, **options))
+
+    @classmethod
+    def from_address(cls, host: str, port: int | None = None, db: int = 0) -> RedisBackend:
+        """Connect to a server at `host` and `port` (default 6379)."""
+        client = redis.Redis(
+            host=host, port=6379 if port is None else port, db=db, **_CONNECT_KWARGS
+        )
+        return cls(client)
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.server}>"
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- reads
+
+    def get(self, keys: Sequence[bytes]) -> Found | None:
+        with redis_errors(self.server, keys[0]):
+            return proto.parse_found(self._scripts["get"](keys=keys))
+
+    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
+        with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.type(key)
+            kinds: list[bytes] = pipe.execute()
+        for kind in kinds:
+            if kind != b"none":
+                return proto.TYPE_NAMES.get(kind)
+        return None
+
+    def exists(self, keys: Sequence[bytes]) -> bool:
+        with redis_errors(self.server):
+            return bool(self.client.exists(*keys))
+
+    def keys(self, pattern: bytes) -> list[bytes]:
+        with redis_errors(self.server):
+            return list(set(self.client.scan_iter(match=pattern, count=_SCAN_COUNT)))
+
+    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
+        with redis_errors(self.server, keys[0]):
+            reply = self._scripts["get_indexed"](keys=keys, args=[sub_key])
+        return proto.parse_get_indexed(reply)
+
+    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        with redis_errors(self.server), self.client.pipeline(transaction=True) as pipe:
+            for command in proto.range_commands(keys, query):
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            replies = pipe.execute(raise_on_error=False)
+        return proto.parse_range(keys, query, replies)
+
+    # -- writes
+
+    def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
+        with redis_errors(self.server, key):
+            return self._scripts["set_immutable"](keys=[key], args=[value])  # type: ignore[no-any-return]
+
+    def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
+        member = proto.member(timestamp, value)
+        with redis_errors(self.server, key):
+            self._scripts["add_mutable"](keys=[key], args=[member])
+
+    def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
+        with redis_errors(self.server, key):
+            return self._scripts["set_indexed"](keys=[key], args=[sub_key, value])  # type: ignore[no-any-return]
+
+    def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
+        calls = proto.batch_calls(writes)
+        with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in calls:
+                self._scripts[script](keys=keys, args=args, client=pipe)
+            replies = pipe.execute(raise_on_error=False)
+        return proto.parse_batch(writes, calls, replies)
+
+    def delete(self, keys: Sequence[bytes]) -> None:
+        with redis_errors(self.server):
+            self.client.unlink(*keys)
+
+    def clear(self) -> None:
+        with redis_errors(self.server):
+            self.client.flushdb(asynchronous=True)
+
+    def subscribe(self, keys: Sequence[bytes]) -> Subscription:
+        return _RedisSubscription(self, keys)
