@@ -654,3 +654,70 @@ def test_many_waiters_each_woken(ts: TelescopeState) -> None:
         thread.join(10)
     assert not errors
     assert not any(thread.is_alive() for thread in threads)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def test_pipeline_writes(ts: TelescopeState) -> None:
+    with ts.pipeline() as batch:
+        for i in range(100):
+            batch.add("s", float(i), ts=float(i))
+        batch["attr"] = "x"
+        batch.set("attr2", (1, 2))
+        batch.set_indexed("idx", "a", 1)
+        batch.set_indexed("idx", "b", 2)
+        batch.add("s2", 1)  # default timestamp
+        assert len(batch) == 105
+        assert "attr" not in ts  # nothing is sent before the block ends
+    assert ts.get_range("s", st=0) == [(float(i), float(i)) for i in range(100)]
+    assert ts["attr"] == "x"
+    assert ts["attr2"] == (1, 2)
+    assert ts["idx"] == {"a": 1, "b": 2}
+    assert "s2" in ts
+
+
+def test_pipeline_through_view(ts: TelescopeState) -> None:
+    view = ts.view("v")
+    with view.pipeline() as batch:
+        batch["x"] = 1
+    assert ts["v_x"] == 1
+
+
+def test_pipeline_conflicts_raise_after_applying_the_rest(ts: TelescopeState) -> None:
+    ts["x"] = 1
+    ts["same"] = 5
+    ts.set_indexed("idx", "a", 1)
+    ts.add("sensor", 1)
+    with pytest.raises(ImmutableKeyError, match="3 more"), ts.pipeline() as batch:
+        batch["x"] = 2  # conflict
+        batch["same"] = 5  # fine: equal
+        batch.set_indexed("idx", "a", 2)  # conflict
+        batch["sensor"] = 1  # wrong type
+        batch.set_indexed("x", "b", 1)  # wrong type
+        batch["y"] = 3
+        batch.add("s", 1.0, ts=1.0)
+    assert ts["x"] == 1
+    assert ts.get_indexed("idx", "a") == 1
+    assert ts["y"] == 3
+    assert ts.get_range("s", st=0) == [(1.0, 1.0)]
+
+
+def test_pipeline_bad_input_raises_before_sending(ts: TelescopeState) -> None:
+    with pytest.raises(InvalidTimestampError), ts.pipeline() as batch:
+        batch["x"] = 1
+        batch.add("s", 1, ts=-1.0)
+    with pytest.raises(EncodeError), ts.pipeline() as batch:
+        batch["y"] = {1, 2}
+    assert ts.keys() == []
+
+
+def test_pipeline_wakes_waiters(ts: TelescopeState) -> None:
+    def write() -> None:
+        with ts.pipeline() as batch:
+            batch.add("s", 1, ts=1.0)
+            batch.add("s", 2, ts=2.0)
+
+    thread = _later(write)
+    ts.wait_key("s", lambda value, stamp: value == 1, timeout=10)
+    thread.join()

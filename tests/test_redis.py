@@ -1,0 +1,214 @@
+"""Redis-specific behaviour: connecting, server-side commands used, pub/sub recovery."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import telstate
+from telstate import ConnectionError, TelescopeState
+from telstate.backends.redis import RedisBackend
+from telstate.endpoint import Endpoint
+
+from .servers import RedisServer, free_port
+
+
+@pytest.fixture(scope="module")
+def tcp_server() -> Iterator[RedisServer]:
+    server = RedisServer(tcp=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def tcp_ts(tcp_server: RedisServer) -> Iterator[TelescopeState]:
+    client = tcp_server.client()
+    client.flushall()
+    client.close()
+    ts = TelescopeState(f"127.0.0.1:{tcp_server.port}")
+    yield ts
+    ts.backend.close()
+
+
+def _commands(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(info["calls"]) for name, info in stats.items()}
+
+
+def _calls_during(client: redis.Redis, action: object) -> dict[str, int]:
+    before = _commands(client)
+    action()  # type: ignore[operator]
+    after = _commands(client)
+    return {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+
+
+@pytest.mark.parametrize(
+    "form", ["host:port", "endpoint", "url", "url_db", "backend_url", "unix_url"]
+)
+def test_connect_forms(tcp_server: RedisServer, form: str) -> None:
+    port = tcp_server.port
+    endpoint: str | Endpoint | telstate.Backend = {
+        "host:port": f"127.0.0.1:{port}",
+        "endpoint": Endpoint("127.0.0.1", port),
+        "url": f"redis://127.0.0.1:{port}",
+        "url_db": f"redis://127.0.0.1:{port}/3",
+        "backend_url": "",
+        "unix_url": f"unix://{tcp_server.socket_path}",
+    }[form]
+    if form == "backend_url":
+        endpoint = RedisBackend.from_url(f"redis://127.0.0.1:{port}", db=2)
+    ts = TelescopeState(endpoint)
+    key = f"connect_{form}"
+    ts[key] = form
+    client = tcp_server.client(db={"url_db": 3, "backend_url": 2}.get(form, 0))
+    assert client.get(key) == telstate.encode_value(form)
+    client.delete(key)
+    client.close()
+    ts.backend.close()
+
+
+def test_db_argument(tcp_server: RedisServer) -> None:
+    ts = TelescopeState(f"127.0.0.1:{tcp_server.port}", db=5)
+    ts["in_db5"] = 1
+    client = tcp_server.client(db=5)
+    assert client.exists("in_db5")
+    client.flushdb()
+    client.close()
+    ts.backend.close()
+
+
+@pytest.mark.parametrize(
+    "where", ["host:port", "url", "unix"], ids=["host:port", "url", "unix-socket"]
+)
+def test_unreachable_server_raises_promptly(where: str, tmp_path: object) -> None:
+    port = free_port()  # nothing listens there
+    endpoint = {
+        "host:port": f"127.0.0.1:{port}",
+        "url": f"redis://user:secret-password@127.0.0.1:{port}/0",
+        "unix": f"unix://{tmp_path}/no.sock",
+    }[where]
+    start = time.monotonic()
+    with pytest.raises(ConnectionError) as info:
+        TelescopeState(endpoint)
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert (str(port) in message) or ("no.sock" in message)
+    assert "secret-password" not in message
+    assert "secret-password" not in repr(info.value)
+
+
+def test_decoding_client_is_refused(redis_server: RedisServer) -> None:
+    client = redis_server.client(decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisBackend(client)
+    client.close()
+
+
+def test_keys_scans_delete_unlinks_clear_is_async(redis_client: redis.Redis) -> None:
+    ts = TelescopeState(RedisBackend(redis_client))
+    for i in range(50):
+        ts[f"k{i}"] = i
+    calls = _calls_during(redis_client, lambda: ts.keys("k1*"))
+    assert "keys" not in calls and calls["scan"] >= 1
+    assert ts.keys("k1*") == sorted(["k1"] + [f"k1{i}" for i in range(10)])
+    calls = _calls_during(redis_client, lambda: ts.view("v").delete("k1"))
+    assert calls.get("unlink") == 1 and "del" not in calls
+    assert "k1" not in ts
+    calls = _calls_during(redis_client, ts.clear)
+    assert calls.get("flushdb") == 1
+    assert ts.keys() == []
+
+
+def test_view_reads_take_one_round_trip(redis_client: redis.Redis) -> None:
+    ts = TelescopeState(RedisBackend(redis_client))
+    ts["x"] = 1
+    ts.add("s", 1.0, ts=1.0)
+    ts.set_indexed("i", "a", 1)
+    view = ts.view("a").view("b").view("c")
+    reads = (
+        lambda: view["x"],
+        lambda: view.get_range("s", st=0),
+        lambda: view.get_indexed("i", "a"),
+        lambda: view.key_type("x"),
+        lambda: view.exists("x"),
+    )
+    for read in reads:
+        read()  # the first call of a script also loads it into the server
+    # Round trips, counted on the connection: one send per read.
+    sends: list[int] = []
+    connection = redis_client.connection_pool.get_connection()
+    original = connection.send_packed_command
+
+    def counting(command: object, check_health: bool = True) -> None:
+        sends.append(1)
+        original(command, check_health)
+
+    connection.send_packed_command = counting  # type: ignore[method-assign]
+    redis_client.connection_pool.release(connection)
+    for read in reads:
+        sends.clear()
+        read()
+        assert len(sends) == 1
+
+
+def test_pipeline_is_one_round_trip_and_atomic_per_write(redis_client: redis.Redis) -> None:
+    ts = TelescopeState(RedisBackend(redis_client))
+
+    def write() -> None:
+        with ts.pipeline() as batch:
+            for i in range(5000):
+                batch.add("s", float(i), ts=float(i))
+            for i in range(10):
+                batch[f"a{i}"] = i
+                batch.set_indexed("idx", i, i)
+
+    calls = _calls_during(redis_client, write)
+    assert calls.get("evalsha", 0) + calls.get("eval", 0) <= 6  # 3 sample chunks + 2 + retries
+    assert redis_client.zcard("s") == 5000
+    assert ts["idx"] == {i: i for i in range(10)}
+
+
+def test_wait_survives_dropped_pubsub_connection(redis_client: redis.Redis) -> None:
+    ts = TelescopeState(RedisBackend(redis_client))
+    admin = redis.Redis(connection_pool=redis_client.connection_pool)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            ts.wait_key("k", lambda value, stamp: value == 2, timeout=20)
+        except BaseException as exc:
+            errors.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.2)
+    killed = admin.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    # This write happens while the waiter may still be reconnecting: it must not be missed.
+    ts.add("k", 2, ts=1.0)
+    assert done.wait(15)
+    thread.join()
+    assert not errors
+
+
+def test_wait_key_is_woken_by_write_not_polling(redis_client: redis.Redis) -> None:
+    ts = TelescopeState(RedisBackend(redis_client))
+    thread = threading.Thread(target=lambda: ts.wait_key("k", timeout=10))
+    before = _commands(redis_client)
+    thread.start()
+    time.sleep(1.0)  # a poller would issue reads meanwhile
+    during = _commands(redis_client)
+    ts["k"] = 1
+    thread.join(10)
+    assert not thread.is_alive()
+    calls = {name: n - before.get(name, 0) for name, n in during.items()}
+    reads = calls.get("evalsha", 0) + calls.get("exists", 0) + calls.get("get", 0)
+    assert reads <= 2  # the checks before and after subscribing, nothing more
