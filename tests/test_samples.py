@@ -80,17 +80,14 @@ def test_store_matches_redis_lex_semantics(
     assert len(store) == len(members)
 
     query = resolve_range(start, stop, include_previous, include_end)
+    start_lex, stop_lex = query.lex_bounds()
     # What Redis does: ZREVRANGEBYLEX start - LIMIT 0 1, then ZRANGEBYLEX start stop
     expected: list[bytes] = []
     if query.previous:
-        before = (
-            _lex_range(members, b"-", b"(" + query.start_lex[1:])
-            if query.start_lex != b"+"
-            else members
-        )
+        before = _lex_range(members, b"-", b"(" + start_lex[1:]) if start_lex != b"+" else members
         expected += before[-1:]
     if query.scan:
-        expected += _lex_range(members, query.start_lex, query.stop_lex)
+        expected += _lex_range(members, start_lex, stop_lex)
     batch = store.query(query)
     assert [(v, t) for v, t in batch.encoded()] == [
         (m[8:], struct.unpack(">d", m[:8])[0]) for m in expected

@@ -80,14 +80,14 @@ class TelescopeStateBase(Generic[_B]):
 
     def _full_keys(self, key: str | bytes) -> tuple[bytes, ...]:
         """The keys a read of `key` tries, in order."""
-        key_b = key.encode("utf-8", "surrogateescape") if type(key) is str else ensure_bytes(key)
+        key_b = key.encode() if type(key) is str and key.isascii() else ensure_bytes(key)
         if self._single:
             return (key_b,)
         return tuple(prefix + key_b for prefix in self._prefixes)
 
     def _write_key(self, key: str | bytes) -> bytes:
         """The full key that a write of `key` goes to."""
-        key_b = key.encode("utf-8", "surrogateescape") if type(key) is str else ensure_bytes(key)
+        key_b = key.encode() if type(key) is str and key.isascii() else ensure_bytes(key)
         return self._write_prefix + key_b
 
     @property

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import InvalidTimestampError
 
@@ -41,6 +41,7 @@ __all__ = ["RangeQuery", "check_timestamp", "pack_timestamp", "resolve_range", "
 
 _DOUBLE = struct.Struct(">d")
 _UINT64 = struct.Struct(">Q")
+_INF = math.inf
 
 
 def check_timestamp(ts: float) -> float:
@@ -62,30 +63,43 @@ def split_member(member: bytes) -> tuple[bytes, float]:
     return member[8:], _DOUBLE.unpack_from(member)[0]
 
 
-@dataclass(frozen=True, slots=True)
-class RangeQuery:
-    """A resolved ``get_range`` query in both lexical and numeric form.
+class RangeQuery(NamedTuple):
+    """A resolved ``get_range`` query.
 
     Attributes
     ----------
-    start_lex, stop_lex
-        ZRANGEBYLEX bounds for Redis.
     start
-        Numeric lower bound (inclusive); None when unbounded.
+        Lower bound (inclusive); None when there is none; +inf when nothing
+        can be scanned.
     stop
-        Numeric upper bound (exclusive); None when unbounded.
+        Upper bound (exclusive, already moved to the next double for an
+        inclusive end); None when there is none.
     previous
         Whether to look up the last sample before the start.
     scan
         Whether the range itself is scanned (False when it is surely empty).
     """
 
-    start_lex: bytes
-    stop_lex: bytes
     start: float | None
     stop: float | None
     previous: bool
     scan: bool
+
+    def lex_bounds(self) -> tuple[bytes, bytes]:
+        """The ZRANGEBYLEX bounds of the query for Redis (see the table above)."""
+        if self.start is None:
+            start = b"-"
+        elif self.start == math.inf:
+            start = b"+"
+        else:
+            start = b"[" + _DOUBLE.pack(self.start)
+        if self.stop is None:
+            stop = b"+"
+        elif not self.scan:
+            stop = b"-"
+        else:
+            stop = b"(" + _DOUBLE.pack(self.stop)
+        return start, stop
 
 
 def resolve_range(
@@ -99,33 +113,21 @@ def resolve_range(
     """
     if include_previous is None:
         include_previous = st is None
-    stop = math.inf if et is None else float(et)
+    stop = _INF if et is None else float(et)
     start = stop if st is None else float(st)
-    if math.isnan(start) or math.isnan(stop):
+    if start != start or stop != stop:
         raise InvalidTimestampError("cannot use NaN start or end time")
 
-    if start == math.inf:
-        start_lex, start_num = b"+", math.inf
-    elif start <= 0.0:
-        start_lex, start_num = b"-", None
-    else:
-        start_lex, start_num = b"[" + _DOUBLE.pack(start), start
-
-    if stop == math.inf:
-        stop_lex, stop_num = b"+", None
+    lower: float | None = start if start > 0.0 else None
+    upper: float | None
+    if stop == _INF:
+        upper, empty = None, False
     elif stop < 0.0 or (stop == 0.0 and not include_end):
-        stop_lex, stop_num = b"-", 0.0
+        upper, empty = 0.0, True
     else:
-        packed = _DOUBLE.pack(stop + 0.0)
+        upper, empty = stop + 0.0, False
         if include_end:
-            packed = _UINT64.pack(_UINT64.unpack(packed)[0] + 1)
-        stop_lex, stop_num = b"(" + packed, _DOUBLE.unpack(packed)[0]
-
+            upper = _DOUBLE.unpack(_UINT64.pack(_UINT64.unpack(_DOUBLE.pack(upper))[0] + 1))[0]
     return RangeQuery(
-        start_lex=start_lex,
-        stop_lex=stop_lex,
-        start=start_num,
-        stop=stop_num,
-        previous=include_previous and start_lex != b"-",
-        scan=start_lex != b"+" and stop_lex != b"-",
+        lower, upper, include_previous and lower is not None, lower != _INF and not empty
     )

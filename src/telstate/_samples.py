@@ -25,6 +25,8 @@ numpy and converts every value in one call, falling back to one
 from __future__ import annotations
 
 import bisect
+import gc
+import itertools
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,13 +42,25 @@ __all__ = ["SampleBatch", "SampleStore", "decode_batch"]
 _Array = np.ndarray[Any, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class SampleBatch:
-    """Samples in time order: value ``i`` is ``data[ends[i-1]:ends[i]]`` (from 0)."""
+# Below this many samples, plain lists beat numpy's per-call overhead.
+_SMALL = 64
 
-    times: _Array  # float64
+
+def _as_list(values: _Array | list[Any]) -> list[Any]:
+    return values if isinstance(values, list) else values.tolist()
+
+
+@dataclass(slots=True)  # not frozen: that makes creation twice as slow on a hot path
+class SampleBatch:
+    """Samples in time order: value ``i`` is ``data[ends[i-1]:ends[i]]`` (from 0).
+
+    `times` and `ends` are numpy arrays (float64, int64) for big batches and
+    plain lists for small ones.
+    """
+
+    times: _Array | list[float]
     data: bytes
-    ends: _Array  # int64
+    ends: _Array | list[int]
 
     def __len__(self) -> int:
         return len(self.times)
@@ -54,38 +68,40 @@ class SampleBatch:
     @classmethod
     def from_members(cls, members: list[bytes]) -> SampleBatch:
         """Batch from sensor members (8-byte timestamp + value each)."""
-        if not members:
+        n = len(members)
+        if not n:
             return EMPTY_BATCH
-        times = np.frombuffer(b"".join(m[:8] for m in members), ">f8").astype(np.float64)
-        values = [m[8:] for m in members]
-        ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)))
-        return cls(times, b"".join(values), ends)
-
-    def with_previous(self, previous: SampleBatch) -> SampleBatch:
-        """This batch with the samples of `previous` in front."""
-        if not len(previous):
-            return self
-        if not len(self):
-            return previous
-        return SampleBatch(
-            np.concatenate([previous.times, self.times]),
-            previous.data + self.data,
-            np.concatenate([previous.ends, self.ends + len(previous.data)]),
-        )
+        if n <= _SMALL:
+            values = [m[8:] for m in members]
+            times = np.frombuffer(b"".join(m[:8] for m in members), ">f8").tolist()
+            ends = list(itertools.accumulate(map(len, values)))
+            return cls(times, b"".join(values), ends)
+        lengths = np.fromiter(map(len, members), np.int64, n)
+        joined = np.frombuffer(b"".join(members), np.uint8)
+        size = int(lengths[0])
+        if (lengths == size).all():
+            rows = joined.reshape(n, size)  # fixed-size members: slice columns
+            times = rows[:, :8].copy().view(">f8").ravel().astype(np.float64)
+            data = rows[:, 8:].tobytes()
+            return cls(times, data, np.arange(1, n + 1, dtype=np.int64) * (size - 8))
+        starts = np.cumsum(lengths) - lengths
+        stamp_index = starts[:, None] + np.arange(8)
+        times = joined[stamp_index].view(">f8").ravel().astype(np.float64)
+        keep = np.ones(len(joined), bool)
+        keep[stamp_index.ravel()] = False
+        return cls(times, joined[keep].tobytes(), np.cumsum(lengths - 8))
 
     def encoded(self) -> list[tuple[bytes, float]]:
         """The samples as (encoded value, timestamp) pairs."""
         if not len(self):
             return []
         data = self.data
-        starts = [0, *self.ends[:-1].tolist()]
-        return [
-            (data[s:e], t)
-            for s, e, t in zip(starts, self.ends.tolist(), self.times.tolist(), strict=True)
-        ]
+        ends = _as_list(self.ends)
+        starts = [0, *ends]  # one longer than ends: zip stops at the last value
+        return [(data[s:e], t) for s, e, t in zip(starts, ends, _as_list(self.times), strict=False)]
 
 
-EMPTY_BATCH = SampleBatch(np.empty(0, np.float64), b"", np.empty(0, np.int64))
+EMPTY_BATCH = SampleBatch([], b"", [])
 
 
 class SampleStore:
@@ -145,24 +161,31 @@ class SampleStore:
         if hi <= lo:
             return EMPTY_BATCH
         base = self._ends[lo - 1] if lo else 0
-        times = np.array(self._times[lo:hi], np.float64)
-        ends = np.array(self._ends[lo:hi], np.int64)
-        data = bytes(self._data[base : self._ends[hi - 1]])
-        if base:
-            ends -= base
+        if hi - lo == 1:
+            end = self._ends[lo]
+            return SampleBatch([self._times[lo]], bytes(self._data[base:end]), [end - base])
+        if hi - lo <= _SMALL:
+            small = [end - base for end in self._ends[lo:hi]]
+            return SampleBatch(
+                self._times[lo:hi].tolist(), bytes(self._data[base : base + small[-1]]), small
+            )
+        # One copy of each slice; the views are released before the buffers can grow.
+        times = np.frombuffer(self._times, np.float64)[lo:hi].copy()
+        ends = np.frombuffer(self._ends, np.int64)[lo:hi] - base
+        with memoryview(self._data) as view:
+            data = bytes(view[base : self._ends[hi - 1]])
         return SampleBatch(times, data, ends)
 
     def query(self, query: RangeQuery) -> SampleBatch:
         """The samples a :class:`RangeQuery` asks for."""
         times = self._times
         lo = 0 if query.start is None else bisect.bisect_left(times, query.start)
-        batch = EMPTY_BATCH
+        hi = lo
         if query.scan:
-            hi = len(times) if query.stop is None else bisect.bisect_left(times, query.stop)
-            batch = self._slice(lo, hi)
+            hi = len(times) if query.stop is None else bisect.bisect_left(times, query.stop, lo)
         if query.previous and lo > 0:
-            batch = batch.with_previous(self._slice(lo - 1, lo))
-        return batch
+            lo -= 1  # the sample before the start is next to the range: one slice
+        return self._slice(lo, hi)
 
 
 # --------------------------------------------------------------------------- bulk decoding
@@ -205,18 +228,34 @@ def decode_batch(
     batch: SampleBatch, decode: Callable[[bytes], Any] = decode_value
 ) -> list[tuple[Any, float]]:
     """Decode a batch into (value, timestamp) pairs, in bulk where the values allow."""
-    n = len(batch)
+    n = len(batch.times)
+    if n == 1:
+        return [(decode(batch.data), batch.times[0])]
+    if n < 10_000 or not gc.isenabled():
+        return _decode_batch(batch, n, decode)
+    # Every new tuple is tracked by the cyclic garbage collector, which would run
+    # hundreds of times while a big result is built, for nothing: the tuples hold
+    # only values and floats.  Pause it meanwhile.
+    gc.disable()
+    try:
+        return _decode_batch(batch, n, decode)
+    finally:
+        gc.enable()
+
+
+def _decode_batch(
+    batch: SampleBatch, n: int, decode: Callable[[bytes], Any]
+) -> list[tuple[Any, float]]:
     if not n:
         return []
-    times = batch.times.tolist()
+    times = _as_list(batch.times)
     data = batch.data
     size = len(data) // n
     # Equal total and first length is not proof of equal lengths: check all.
-    if n >= 8 and size * n == len(data) and (np.diff(batch.ends, prepend=0) == size).all():
+    if n > _SMALL and size * n == len(data) and (np.diff(batch.ends, prepend=0) == size).all():
         values = _bulk_values(data, n, size)
         if values is not None:
             return list(zip(values, times, strict=True))
-    starts = [0, *batch.ends[:-1].tolist()]
-    return [
-        (decode(data[s:e]), t) for s, e, t in zip(starts, batch.ends.tolist(), times, strict=True)
-    ]
+    ends = _as_list(batch.ends)
+    starts = [0, *ends]  # one longer than ends: zip stops at the last value
+    return [(decode(data[s:e]), t) for s, e, t in zip(starts, ends, times, strict=False)]

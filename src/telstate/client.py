@@ -114,7 +114,14 @@ class TelescopeState(TelescopeStateBase[Backend]):
             self.add(key, value, immutable=True)
 
     def __getitem__(self, key: str | bytes) -> Any:
-        return self._get(key)
+        # The hot path of attribute reads: _get() inlined.
+        found = self._backend.get(self._full_keys(key))
+        if found is None:
+            raise KeyError(f"{display_str(key)} not found")
+        payload = found[2]
+        if type(payload) is bytes:
+            return decode_value(payload)
+        return decode_found(found, False)
 
     def __setitem__(self, key: str | bytes, value: Any) -> None:
         self.add(key, value, immutable=True)

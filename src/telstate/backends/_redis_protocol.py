@@ -188,12 +188,13 @@ def parse_get_indexed(reply: Any) -> tuple[int, bytes | None] | None:
 def range_commands(keys: Sequence[bytes], query: RangeQuery) -> list[tuple[Any, ...]]:
     """Commands (for one MULTI/EXEC) that answer `query` for each candidate key."""
     commands: list[tuple[Any, ...]] = []
+    start, stop = query.lex_bounds()
     for key in keys:
         commands.append(("TYPE", key))
         if query.previous:
-            commands.append(("ZREVRANGEBYLEX", key, query.start_lex, b"-", "LIMIT", 0, 1))
+            commands.append(("ZREVRANGEBYLEX", key, start, b"-", "LIMIT", 0, 1))
         if query.scan:
-            commands.append(("ZRANGEBYLEX", key, query.start_lex, query.stop_lex))
+            commands.append(("ZRANGEBYLEX", key, start, stop))
     return commands
 
 

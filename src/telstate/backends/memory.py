@@ -99,7 +99,7 @@ class MemoryBackend(Backend):
                 value = self._data.get(key)
                 if value is None:
                     continue
-                if type(value) is bytes:
+                if type(value) is bytes:  # the common case first
                     return i, KeyType.IMMUTABLE, value, None
                 if type(value) is SampleStore:
                     latest, ts = value.latest()
