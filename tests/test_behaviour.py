@@ -721,3 +721,13 @@ def test_pipeline_wakes_waiters(ts: TelescopeState) -> None:
     thread = _later(write)
     ts.wait_key("s", lambda value, stamp: value == 1, timeout=10)
     thread.join()
+
+
+def test_pipeline_keeps_write_order(ts: TelescopeState) -> None:
+    with pytest.raises(ImmutableKeyError), ts.pipeline() as batch:
+        batch.add("k", 1.0, ts=1.0)
+        batch["k"] = 2  # the sample came first: k is a sensor
+        batch["flag"] = 1
+        batch.add("k", 2.0, ts=2.0)
+    assert ts.key_type("k") == KeyType.MUTABLE
+    assert ts.get_range("k", st=0) == [(1.0, 1.0), (2.0, 2.0)]

@@ -247,34 +247,42 @@ BatchCall = tuple[str, list[bytes], list[bytes], list[int]]
 
 
 def batch_calls(writes: Sequence[Write]) -> list[BatchCall]:
-    """Group a batch's writes into few script calls (sensor samples and sub-keys per key)."""
-    immutables: BatchCall = ("set_immutable_many", [], [], [])
-    samples: dict[bytes, list[int]] = {}
-    sub_keys: dict[bytes, list[int]] = {}
+    """Script calls carrying a batch's writes, in order.
+
+    Neighbouring writes of the same kind share a call (immutables of any keys,
+    samples or sub-keys of one key), so a sensor's run of samples costs one call
+    per :data:`BATCH_CHUNK`; the order of the writes is kept exactly, so "write
+    the data, then set the flag that says it is there" stays safe.
+    """
+    calls: list[BatchCall] = []
+    script = ""
     for i, write in enumerate(writes):
         if write.key_type is KeyType.IMMUTABLE:
-            immutables[1].append(write.key)
-            immutables[2].append(write.value)
-            immutables[3].append(i)
+            name, keys, args = "set_immutable_many", [write.key], [write.value]
         elif write.key_type is KeyType.MUTABLE:
-            samples.setdefault(write.key, []).append(i)
+            assert write.timestamp is not None
+            name, keys, args = (
+                "add_mutable_many",
+                [write.key],
+                [member(write.timestamp, write.value)],
+            )
         else:
-            sub_keys.setdefault(write.key, []).append(i)
-    calls: list[BatchCall] = []
-    if immutables[3]:
-        calls.append(immutables)
-    for key, indices in samples.items():
-        for start in range(0, len(indices), BATCH_CHUNK):
-            chunk = indices[start : start + BATCH_CHUNK]
-            members = [member(writes[i].timestamp, writes[i].value) for i in chunk]  # type: ignore[arg-type]
-            calls.append(("add_mutable_many", [key], members, chunk))
-    for key, indices in sub_keys.items():
-        for start in range(0, len(indices), BATCH_CHUNK):
-            chunk = indices[start : start + BATCH_CHUNK]
-            args: list[bytes] = []
-            for i in chunk:
-                args += (writes[i].sub_key, writes[i].value)  # type: ignore[arg-type]
-            calls.append(("set_indexed_many", [key], args, chunk))
+            assert write.sub_key is not None
+            name, keys, args = "set_indexed_many", [write.key], [write.sub_key, write.value]
+        if (
+            calls
+            and name == script
+            and len(calls[-1][3]) < BATCH_CHUNK
+            and (name == "set_immutable_many" or calls[-1][1][0] == write.key)
+        ):
+            last = calls[-1]
+            if name == "set_immutable_many":
+                last[1].extend(keys)
+            last[2].extend(args)
+            last[3].append(i)
+        else:
+            calls.append((name, keys, args, [i]))
+            script = name
     return calls
 
 
