@@ -201,10 +201,15 @@ def make_indexed_write(full_key: bytes, sub_key: Any, value: Any, encoding: byte
     )
 
 
-def check_batch(writes: Sequence[Write], values: Sequence[Any], results: Sequence[Any]) -> None:
-    """Raise the first error of a written batch (all its other writes stand)."""
+def check_batch(
+    writes: Sequence[Write], values: Sequence[Any] | None, results: Sequence[Any]
+) -> None:
+    """Raise the first error of a written batch (all its other writes stand).
+
+    `values` are the values before encoding, for messages (decoded if None).
+    """
     errors: list[ImmutableKeyError] = []
-    for write, value, result in zip(writes, values, results, strict=True):
+    for i, (write, result) in enumerate(zip(writes, results, strict=True)):
         if isinstance(result, ImmutableKeyError):
             errors.append(result)
         elif result is not None:
@@ -212,12 +217,20 @@ def check_batch(writes: Sequence[Write], values: Sequence[Any], results: Sequenc
             if write.sub_key is not None:
                 what = f"{what}[{decode_value(write.sub_key)!r}]"
             try:
+                value = values[i] if values is not None else _describe_value(write.value)
                 check_immutable_change(what, result, write.value, value)
             except ImmutableKeyError as exc:
                 errors.append(exc)
     if errors:
         more = f" (and {len(errors) - 1} more failed writes)" if len(errors) > 1 else ""
         raise ImmutableKeyError(f"{errors[0]}{more}; the batch's other writes were applied")
+
+
+def _describe_value(encoded: bytes) -> Any:
+    try:
+        return decode_value(encoded)
+    except DecodeError:
+        return encoded
 
 
 # --------------------------------------------------------------------------- waits

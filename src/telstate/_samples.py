@@ -117,6 +117,19 @@ class SampleStore:
     def __len__(self) -> int:
         return len(self._times)
 
+    @classmethod
+    def from_batch(cls, batch: SampleBatch) -> SampleStore:
+        """A store holding the samples of `batch`, which must be sorted and distinct."""
+        store = cls()
+        if isinstance(batch.times, list):
+            store._times.extend(batch.times)
+            store._ends.extend(batch.ends)
+        else:
+            store._times.frombytes(np.ascontiguousarray(batch.times, np.float64).tobytes())
+            store._ends.frombytes(np.ascontiguousarray(batch.ends, np.int64).tobytes())
+        store._data += batch.data
+        return store
+
     def _value(self, i: int) -> bytes:
         start = self._ends[i - 1] if i else 0
         return bytes(self._data[start : self._ends[i]])

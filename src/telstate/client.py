@@ -33,6 +33,8 @@ from ._samples import decode_batch
 from .backends.base import Backend, Subscription, Write
 from .backends.memory import MemoryBackend
 from .endpoint import Endpoint, endpoint_parser
+from .rdb._reader import RdbIndex
+from .rdb._source import RdbSource, read_source
 
 __all__ = ["TelescopeState"]
 
@@ -92,6 +94,51 @@ class TelescopeState(TelescopeStateBase[Backend]):
         else:
             backend = _redis_backend(endpoint, db)
         self._init_view(backend, prefixes, base)
+
+    @classmethod
+    def open(cls, source: RdbSource, verify_checksum: bool = False) -> TelescopeState:
+        """Open an RDB file read-only, decoding each key only when it is read.
+
+        Parameters
+        ----------
+        source
+            Path (memory-mapped), binary file object or the file's bytes.
+        verify_checksum
+            Check the file's CRC-64 now (reads the whole file); see
+            :meth:`telstate.backends.RdbBackend.verify`.
+
+        Raises
+        ------
+        RdbParseError
+            If the file is not a valid RDB file.
+        """
+        from .backends.rdb import RdbBackend
+
+        return cls(RdbBackend(source, verify_checksum=verify_checksum))
+
+    def load_from_file(self, file: RdbSource) -> int:
+        """Add the keys of an RDB file (path, binary file object or bytes).
+
+        Keys the database lacks are created whole; existing keys are merged as
+        if each item were written (samples added, immutables and sub-keys set
+        if absent).  Keys of other Redis types are skipped.  The whole file is
+        parsed and checked (checksum included) before anything is written.
+
+        Returns
+        -------
+        int
+            Number of keys loaded.
+
+        Raises
+        ------
+        RdbParseError
+            If the file is not a valid RDB file (nothing is written then).
+        ImmutableKeyError
+            If an immutable or sub-key in the file conflicts with the database
+            (everything else is loaded).
+        """
+        data, name = read_source(file)
+        return self._backend.load_rdb(RdbIndex(data, name, verify_checksum=True))
 
     # -- attribute and item access
 

@@ -20,7 +20,7 @@ prefixes the view has.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType, wrong_type
@@ -28,6 +28,9 @@ from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, decode_update
 from .base import Found, Write
+
+if TYPE_CHECKING:
+    from ..rdb._reader import RdbIndex
 
 __all__ = [
     "SCRIPTS",
@@ -306,3 +309,17 @@ def parse_batch(
                 else:
                     results[i] = item
     return results
+
+
+def restore_payload(index: RdbIndex, key: bytes) -> bytes:
+    """A RESTORE payload for `key`: the file's own value bytes in DUMP's envelope.
+
+    DUMP format: type byte, value, RDB version (2 bytes little-endian), CRC-64 of
+    all that (8 bytes little-endian).
+    """
+    from ..rdb._crc64 import crc64
+
+    entry = index.entries[key]
+    version = index.version.to_bytes(2, "little")
+    body = bytes([entry.rdb_type]) + bytes(index.raw_value(key)) + version
+    return body + crc64(body).to_bytes(8, "little")

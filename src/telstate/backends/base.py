@@ -19,12 +19,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
+
+if TYPE_CHECKING:
+    from ..rdb._reader import RdbIndex
 
 __all__ = ["Backend", "Found", "Subscription", "Write"]
 
@@ -133,6 +137,10 @@ class Backend(ABC):
 
         ImmutableKeyError if that key is not a sensor and the query reads samples.
         """
+
+    @abstractmethod
+    def load_rdb(self, index: RdbIndex) -> int:
+        """Add the keys of an RDB file (see :mod:`telstate.rdb._load`); return how many."""
 
     @abstractmethod
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:

@@ -19,13 +19,19 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .._glob import compile_glob
 from .._keys import KeyType, wrong_type
+from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
+from ..rdb._load import merge_writes
 from .base import Backend, Found, Subscription
+
+if TYPE_CHECKING:
+    from ..rdb._reader import RdbIndex
 
 __all__ = ["MemoryBackend"]
 
@@ -190,6 +196,29 @@ class MemoryBackend(Backend):
             if key in self._subscribers:
                 self._publish(KeyUpdate(key, KeyType.INDEXED, value, sub_key=sub_key))
             return None
+
+    def load_rdb(self, index: RdbIndex) -> int:
+        # Decode everything first: a corrupt file must leave the data untouched.
+        staged: dict[bytes, _Value] = {}
+        for key, entry in index.entries.items():
+            kind = index.key_type(entry)
+            if kind is KeyType.MUTABLE:
+                staged[key] = SampleStore.from_batch(index.read_samples(key))
+            else:
+                raw = index.read(key)
+                assert isinstance(raw, bytes | dict)
+                staged[key] = raw
+        existing = []
+        with self._lock:
+            for key, value in staged.items():
+                if key in self._data:
+                    existing.append(key)
+                else:
+                    self._data[key] = value
+        if existing:
+            writes = [write for key in existing for write in merge_writes(index, key)]
+            check_batch(writes, None, self.write_batch(writes))
+        return len(staged)
 
     def delete(self, keys: Sequence[bytes]) -> None:
         with self._lock:

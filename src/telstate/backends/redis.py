@@ -15,21 +15,27 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .._errors import ConnectionError, ImmutableKeyError
 from .._keys import KeyType
+from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
+from ..rdb._load import merge_writes
 from . import _redis_protocol as proto
 from .base import Backend, Found, Subscription, Write
+
+if TYPE_CHECKING:
+    from ..rdb._reader import RdbIndex
 
 __all__ = ["RedisBackend"]
 
 _SCAN_COUNT = 1000
+_RESTORE_CHUNK_KEYS = 256  # keys per pipeline when loading a file
 # Fail within seconds when a server is unreachable, and notice dead connections.
 _CONNECT_KWARGS: dict[str, Any] = {
     "socket_timeout": 5.0,
@@ -230,6 +236,29 @@ class RedisBackend(Backend):
                 self._scripts[script](keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
         return proto.parse_batch(writes, calls, replies)
+
+    def load_rdb(self, index: RdbIndex) -> int:
+        # Each key the server lacks is sent whole as a RESTORE payload (the file's own
+        # bytes, no decoding); keys that exist, or that the server cannot RESTORE (an
+        # encoding newer than it knows), are merged with ordinary writes.
+        keys = list(index.entries)
+        merge: list[bytes] = []
+        for start in range(0, len(keys), _RESTORE_CHUNK_KEYS):
+            chunk = keys[start : start + _RESTORE_CHUNK_KEYS]
+            payloads = [proto.restore_payload(index, key) for key in chunk]
+            with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
+                for key, payload in zip(chunk, payloads, strict=True):
+                    pipe.execute_command("RESTORE", key, 0, payload)  # type: ignore[no-untyped-call]
+                replies = pipe.execute(raise_on_error=False)
+            for key, reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, redis.ResponseError):
+                    merge.append(key)
+                elif isinstance(reply, Exception):
+                    raise reply
+        if merge:
+            writes = [write for key in merge for write in merge_writes(index, key)]
+            check_batch(writes, None, self.write_batch(writes))
+        return len(keys)
 
     def delete(self, keys: Sequence[bytes]) -> None:
         with redis_errors(self.server):

@@ -1,0 +1,1 @@
+"""Redis RDB dump files: read every Redis version, write portable files."""
