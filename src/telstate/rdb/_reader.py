@@ -93,6 +93,9 @@ class RdbIndex:
     verify_checksum
         Check the trailing CRC-64 (when the file has a non-zero one).  This
         reads every byte of the file.
+    db
+        Index only this database; None (the default) indexes them all, a key in
+        a later database replacing one of the same name in an earlier one.
 
     Raises
     ------
@@ -101,8 +104,11 @@ class RdbIndex:
         checksum does not match.
     """
 
-    def __init__(self, data: Any, name: str | None = None, verify_checksum: bool = True) -> None:
+    def __init__(
+        self, data: Any, name: str | None = None, verify_checksum: bool = True, db: int | None = None
+    ) -> None:
         self.name = name
+        self._only_db = db
         self._buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         self._n = len(self._buf)
         #: Entries by key (keys of all databases; a later database's key wins).
@@ -270,7 +276,9 @@ class RdbIndex:
                 key, pos = self._string(pos)
                 self._key = key
                 end = self._skip_value(code, pos)
-                if code in _ZSET_TYPES or code in _HASH_TYPES or code == F.TYPE_STRING:
+                if self._only_db is not None and db != self._only_db:
+                    pass
+                elif code in _ZSET_TYPES or code in _HASH_TYPES or code == F.TYPE_STRING:
                     self.entries[key] = Entry(code, pos, end, db)
                 else:
                     self.skipped[F.OTHER_TYPE_NAMES.get(code, f"type {code}")] += 1
