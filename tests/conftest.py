@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
 import telstate
+import telstate.aio
+from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
+from .aio_facade import EventLoopThread, SyncFacade
 from .servers import RedisServer
 
 
@@ -34,12 +38,25 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         client.close()
 
 
-# Each entry makes a fresh, empty backend.  The asyncio front end adds its own.
+# Each entry makes a fresh, empty backend for the sync TelescopeState.
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], telstate.Backend]] = {
     "memory": lambda request: telstate.MemoryBackend(),
     "redis": lambda request: RedisBackend(request.getfixturevalue("redis_client")),
     # Users test their code with fakeredis: telstate must work on it too.
     "fakeredis": lambda request: RedisBackend(fakeredis.FakeRedis()),
+}
+
+
+async def _aio_redis(server: RedisServer) -> telstate.aio.AsyncBackend:
+    return await AioRedisBackend.from_url(f"unix://{server.socket_path}")
+
+
+# ... and for the asyncio TelescopeState, driven through tests/aio_facade.py.
+AIO_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, EventLoopThread], Any]] = {
+    "aio-memory": lambda request, runner: runner.call(telstate.aio.MemoryBackend),
+    "aio-redis": lambda request, runner: runner.run(
+        _aio_redis(request.getfixturevalue("redis_server"))
+    ),
 }
 
 
@@ -53,8 +70,28 @@ def backend(request: pytest.FixtureRequest) -> Iterator[telstate.Backend]:
 
 
 @pytest.fixture
-def ts(backend: telstate.Backend) -> telstate.TelescopeState:
+def sync_ts(backend: telstate.Backend) -> telstate.TelescopeState:
+    """A sync TelescopeState on each backend (for sync-only features)."""
     return telstate.TelescopeState(backend)
+
+
+@pytest.fixture(params=sorted(BACKENDS) + sorted(AIO_BACKENDS))
+def ts(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The behaviour suite's subject: every backend, through both front ends."""
+    if request.param in BACKENDS:
+        made = BACKENDS[request.param](request)
+        yield telstate.TelescopeState(made)
+        made.close()
+        return
+    if request.param == "aio-redis":
+        request.getfixturevalue("redis_client")  # flushes the server
+    runner = EventLoopThread()
+    backend = AIO_BACKENDS[request.param](request, runner)
+    try:
+        yield SyncFacade(runner.call(lambda: telstate.aio.TelescopeState(backend)), runner)
+    finally:
+        runner.run(backend.__aexit__(None, None, None))
+        runner.close()
 
 
 @pytest.fixture

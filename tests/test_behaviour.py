@@ -35,7 +35,6 @@ from telstate import (
 
 def test_attribute_round_trip(ts: TelescopeState) -> None:
     ts.add("n_chans", 32768, immutable=True)
-    assert ts.n_chans == 32768
     assert ts["n_chans"] == 32768
     assert ts.get("n_chans") == 32768
     assert ts.key_type("n_chans") == KeyType.IMMUTABLE
@@ -102,15 +101,15 @@ def test_immutable_over_sensor_and_indexed_is_refused(ts: TelescopeState) -> Non
     assert ts["indexed"] == {"a": 1}
 
 
-def test_attribute_access(ts: TelescopeState) -> None:
-    ts.answer = 42
-    assert ts.answer == 42
-    assert ts["answer"] == 42
+def test_attribute_access(sync_ts: TelescopeState) -> None:
+    sync_ts.answer = 42
+    assert sync_ts.answer == 42
+    assert sync_ts["answer"] == 42
     with pytest.raises(AttributeError):
-        ts.missing  # noqa: B018
+        sync_ts.missing  # noqa: B018
     with pytest.raises(AttributeError):
-        ts.get = 1  # type: ignore[method-assign]  # a method's name
-    assert "get" not in ts
+        sync_ts.get = 1  # type: ignore[method-assign]  # a method's name
+    assert "get" not in sync_ts
 
 
 def test_pickle_encoding_round_trip(ts: TelescopeState, restore_pickle_setting: None) -> None:
@@ -414,15 +413,15 @@ def test_clear(ts: TelescopeState) -> None:
     assert ts.keys() == []
 
 
-def test_is_immutable_is_deprecated(ts: TelescopeState) -> None:
-    ts["x"] = 1
-    ts.add("s", 1)
+def test_is_immutable_is_deprecated(sync_ts: TelescopeState) -> None:
+    sync_ts["x"] = 1
+    sync_ts.add("s", 1)
     with pytest.warns(FutureWarning):
-        assert ts.is_immutable("x")
+        assert sync_ts.is_immutable("x")
     with pytest.warns(FutureWarning):
-        assert not ts.is_immutable("s")
+        assert not sync_ts.is_immutable("s")
     with pytest.warns(FutureWarning):
-        assert not ts.is_immutable("missing")
+        assert not sync_ts.is_immutable("missing")
 
 
 def test_key_type_missing(ts: TelescopeState) -> None:
@@ -498,26 +497,26 @@ def test_delete_through_view_removes_every_prefix(ts: TelescopeState) -> None:
     assert ts.keys() == []
 
 
-def test_ipython_completions(ts: TelescopeState) -> None:
-    ts["a"] = 1
-    ts.view("v")["b"] = 2
-    assert sorted(ts.view("v")._ipython_key_completions_()) == ["a", "b", "v_b"]
+def test_ipython_completions(sync_ts: TelescopeState) -> None:
+    sync_ts["a"] = 1
+    sync_ts.view("v")["b"] = 2
+    assert sorted(sync_ts.view("v")._ipython_key_completions_()) == ["a", "b", "v_b"]
 
 
-def test_constructor_errors(ts: TelescopeState) -> None:
+def test_constructor_errors(sync_ts: TelescopeState) -> None:
     with pytest.raises(ValueError, match="base"):
-        TelescopeState("localhost", base=ts)
+        TelescopeState("localhost", base=sync_ts)
     with pytest.raises(ValueError, match="db"):
-        TelescopeState(ts.backend, db=1)
+        TelescopeState(sync_ts.backend, db=1)
     with pytest.raises(ValueError, match="db"):
         TelescopeState(db=1)
     with pytest.raises(ValueError, match="prefix"):
-        TelescopeState(ts.backend, prefixes=())
+        TelescopeState(sync_ts.backend, prefixes=())
 
 
-def test_shared_backend(ts: TelescopeState) -> None:
-    other = TelescopeState(ts.backend)
-    ts["x"] = 1
+def test_shared_backend(sync_ts: TelescopeState) -> None:
+    other = TelescopeState(sync_ts.backend)
+    sync_ts["x"] = 1
     assert other["x"] == 1
 
 
@@ -596,14 +595,14 @@ def test_wait_key_timeout(ts: TelescopeState) -> None:
         ts.wait_key("x", lambda value, stamp: value == 2, timeout=0.05)
 
 
-def test_wait_key_cancelled(ts: TelescopeState) -> None:
+def test_wait_key_cancelled(sync_ts: TelescopeState) -> None:
     future: concurrent.futures.Future[None] = concurrent.futures.Future()
     thread = _later(lambda: future.set_result(None))
     with pytest.raises(CancelledError):
-        ts.wait_key("missing", cancel_future=future)
+        sync_ts.wait_key("missing", cancel_future=future)
     thread.join()
     with pytest.raises(CancelledError):
-        ts.wait_key("missing", cancel_future=future)  # already done
+        sync_ts.wait_key("missing", cancel_future=future)  # already done
 
 
 def test_wait_indexed(ts: TelescopeState) -> None:
@@ -628,11 +627,11 @@ def test_wait_indexed_on_wrong_type(ts: TelescopeState) -> None:
     thread.join()
 
 
-def test_wait_indexed_cancelled(ts: TelescopeState) -> None:
+def test_wait_indexed_cancelled(sync_ts: TelescopeState) -> None:
     future: concurrent.futures.Future[None] = concurrent.futures.Future()
     future.cancel()
     with pytest.raises(CancelledError):
-        ts.wait_indexed("idx", "a", cancel_future=future)
+        sync_ts.wait_indexed("idx", "a", cancel_future=future)
 
 
 def test_many_waiters_each_woken(ts: TelescopeState) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._glob import compile_glob
@@ -46,20 +46,23 @@ def _type_of(value: _Value) -> KeyType:
     return KeyType.INDEXED
 
 
+#: Receives a key's updates; called with the backend's lock held, so it must be quick.
+Sink = Callable[[KeyUpdate], None]
+
+
 class _MemorySubscription(Subscription):
     def __init__(self, backend: MemoryBackend, keys: Sequence[bytes]) -> None:
-        self._backend = backend
-        self._keys = tuple(dict.fromkeys(keys))
-        self.queue: queue.SimpleQueue[KeyUpdate | Recheck] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[KeyUpdate | Recheck] = queue.SimpleQueue()
+        self._unsubscribe = backend.add_sink(keys, self._queue.put)
 
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
         try:
-            return self.queue.get(timeout=timeout)
+            return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
 
     def close(self) -> None:
-        self._backend._unsubscribe(self, self._keys)
+        self._unsubscribe()
 
 
 class MemoryBackend(Backend):
@@ -72,30 +75,39 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self._data: dict[bytes, _Value] = {}
         self._lock = threading.Lock()
-        self._subscribers: dict[bytes, list[_MemorySubscription]] = {}
+        self._subscribers: dict[bytes, list[Sink]] = {}
 
     # -- notifications
 
     def _publish(self, update: KeyUpdate) -> None:
         # Called with the lock held, only when the key has subscribers.
-        for subscription in self._subscribers.get(update.key, ()):
-            subscription.queue.put(update)
+        for sink in self._subscribers.get(update.key, ()):
+            sink(update)
+
+    def add_sink(self, keys: Sequence[bytes], sink: Sink) -> Callable[[], None]:
+        """Call `sink` with every update to `keys`; returns the function that stops it.
+
+        The sync subscriptions put updates in a queue; the asyncio backend hands
+        them to its event loop.
+        """
+        unique = tuple(dict.fromkeys(keys))
+        with self._lock:
+            for key in unique:
+                self._subscribers.setdefault(key, []).append(sink)
+
+        def remove() -> None:
+            with self._lock:
+                for key in unique:
+                    sinks = self._subscribers.get(key, [])
+                    if sink in sinks:
+                        sinks.remove(sink)
+                    if not sinks:
+                        self._subscribers.pop(key, None)
+
+        return remove
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
-        subscription = _MemorySubscription(self, keys)
-        with self._lock:
-            for key in subscription._keys:
-                self._subscribers.setdefault(key, []).append(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: _MemorySubscription, keys: Sequence[bytes]) -> None:
-        with self._lock:
-            for key in keys:
-                subscribers = self._subscribers.get(key, [])
-                if subscription in subscribers:
-                    subscribers.remove(subscription)
-                if not subscribers:
-                    self._subscribers.pop(key, None)
+        return _MemorySubscription(self, keys)
 
     # -- reads
 

@@ -1,0 +1,389 @@
+"""The asyncio TelescopeState: the same rules as the sync one, awaited.
+
+Every rule comes from :mod:`telstate._logic` (shared with
+:class:`telstate.TelescopeState`); this module only awaits the backend.  Waits
+take an optional timeout and are cancelled like any task.  Beyond
+katsdptelstate's asyncio API it loads and opens RDB files without blocking the
+event loop, batches writes in pipelines, and :meth:`TelescopeState.watch`
+streams a key's updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .._codec import ENCODING_DEFAULT, decode_value, encode_value
+from .._errors import TimeoutError
+from .._keys import KeyType, display_str, ensure_bytes, ensure_str
+from .._logic import (
+    Call,
+    IndexedCondition,
+    KeyCondition,
+    NextUpdate,
+    Step,
+    Subscribe,
+    TelescopeStateBase,
+    check_batch,
+    check_immutable_change,
+    decode_found,
+    describe,
+    encode_sub_key,
+    make_indexed_write,
+    make_write,
+    wait_indexed_steps,
+    wait_key_steps,
+)
+from .._ranges import check_timestamp, resolve_range
+from .._samples import decode_batch
+from .._updates import KeyUpdate
+from ..backends.base import Write
+from ..rdb._reader import RdbIndex
+from ..rdb._source import RdbSource, read_source
+from .backend import AsyncBackend, AsyncSubscription
+from .memory import MemoryBackend
+
+__all__ = ["AsyncBackend", "MemoryBackend", "Pipeline", "TelescopeState"]
+
+
+class TelescopeState(TelescopeStateBase[AsyncBackend]):
+    """A view of a telescope state, for asyncio.
+
+    Parameters
+    ----------
+    backend
+        Where the data lives (default: a new :class:`telstate.aio.memory.MemoryBackend`);
+        e.g. ``await telstate.aio.redis.RedisBackend.from_url('redis://host')``.
+    prefixes
+        The view's namespaces, highest priority first.
+    base
+        Another asyncio TelescopeState whose backend this one shares.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncBackend | None = None,
+        prefixes: Sequence[str | bytes] = (b"",),
+        base: TelescopeState | None = None,
+    ) -> None:
+        if backend is None and base is None:
+            backend = MemoryBackend()
+        self._init_view(backend, prefixes, base)
+
+    @classmethod
+    async def open(cls, source: RdbSource, verify_checksum: bool = False) -> TelescopeState:
+        """Open an RDB file read-only and lazily (see :meth:`telstate.TelescopeState.open`).
+
+        Indexing runs in a worker thread; reading keys afterwards decodes them in
+        the event loop (each key once).
+        """
+        from .rdb import RdbBackend
+
+        backend = await asyncio.to_thread(RdbBackend, source, verify_checksum)
+        return cls(backend)
+
+    async def load_from_file(self, file: RdbSource) -> int:
+        """Add the keys of an RDB file (see :meth:`telstate.TelescopeState.load_from_file`).
+
+        Parsing runs in a worker thread, so the event loop is not blocked.
+        """
+        index = await asyncio.to_thread(_index, file)
+        return await self._backend.load_rdb(index)
+
+    # -- whole keys
+
+    async def __getitem__(self, key: str | bytes) -> Any:
+        found = await self._backend.get(self._full_keys(key))
+        if found is None:
+            raise KeyError(f"{display_str(key)} not found")
+        return decode_found(found, False)
+
+    async def exists(self, key: str | bytes) -> bool:
+        """Whether `key` exists under any prefix of the view."""
+        return await self._backend.exists(self._full_keys(key))
+
+    async def key_type(self, key: str | bytes) -> KeyType | None:
+        """Type of `key` (for the first prefix that has it), or None if absent."""
+        return await self._backend.key_type(self._full_keys(key))
+
+    async def keys(self, filter: str | bytes = "*") -> list[str]:
+        """All full keys (whatever the view) matching the Redis glob `filter`, sorted."""
+        return sorted(ensure_str(key) for key in await self._backend.keys(ensure_bytes(filter)))
+
+    async def delete(self, key: str | bytes) -> None:
+        """Remove `key` under every prefix of the view."""
+        await self._backend.delete(self._full_keys(key))
+
+    async def clear(self) -> None:
+        """Remove every key in the database, whatever the view."""
+        await self._backend.clear()
+
+    # -- writes
+
+    async def add(
+        self,
+        key: str | bytes,
+        value: Any,
+        ts: float | None = None,
+        immutable: bool = False,
+        encoding: bytes = ENCODING_DEFAULT,
+    ) -> None:
+        """Add a sensor sample or set an immutable (see :meth:`telstate.TelescopeState.add`)."""
+        full_key = self._write_key(key)
+        encoded = encode_value(value, encoding)
+        if immutable:
+            old = await self._backend.set_immutable(full_key, encoded)
+            if old is not None:
+                check_immutable_change(display_str(full_key), old, encoded, value)
+        else:
+            timestamp = time.time() if ts is None else check_timestamp(ts)
+            await self._backend.add_mutable(full_key, encoded, timestamp)
+
+    async def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
+        """Set an immutable: ``add(key, value, immutable=True)``."""
+        await self.add(key, value, immutable=True, encoding=encoding)
+
+    async def set_indexed(
+        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
+    ) -> None:
+        """Set one sub-key of an indexed key (see :meth:`telstate.TelescopeState.set_indexed`)."""
+        full_key = self._write_key(key)
+        sub_key_enc = encode_sub_key(sub_key)
+        encoded = encode_value(value, encoding)
+        old = await self._backend.set_indexed(full_key, sub_key_enc, encoded)
+        if old is not None:
+            check_immutable_change(describe(full_key, sub_key, True), old, encoded, value)
+
+    def pipeline(self) -> Pipeline:
+        """A batch of writes sent together by ``async with`` (see the sync ``pipeline``)."""
+        return Pipeline(self)
+
+    # -- reads
+
+    async def get(self, key: str | bytes, default: Any = None, return_encoded: bool = False) -> Any:
+        """Value of `key` (see :meth:`telstate.TelescopeState.get`)."""
+        found = await self._backend.get(self._full_keys(key))
+        if found is None:
+            return default
+        return decode_found(found, return_encoded)
+
+    async def get_indexed(
+        self, key: str | bytes, sub_key: Any, default: Any = None, return_encoded: bool = False
+    ) -> Any:
+        """Value of one sub-key (see :meth:`telstate.TelescopeState.get_indexed`)."""
+        found = await self._backend.get_indexed(self._full_keys(key), encode_sub_key(sub_key))
+        if found is None or found[1] is None:
+            return default
+        return found[1] if return_encoded else decode_value(found[1])
+
+    async def get_range(
+        self,
+        key: str | bytes,
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+        return_encoded: bool = False,
+    ) -> list[tuple[Any, float]]:
+        """Sensor samples in a time range (see :meth:`telstate.TelescopeState.get_range`)."""
+        query = resolve_range(st, et, include_previous, include_end)
+        batch = await self._backend.get_range(self._full_keys(key), query)
+        if batch is None:
+            raise KeyError(f"{display_str(key)} not found")
+        return batch.encoded() if return_encoded else decode_batch(batch)
+
+    # -- waits
+
+    async def wait_key(
+        self,
+        key: str | bytes,
+        condition: KeyCondition | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Wait until `key` exists and ``condition(value, ts)`` holds.
+
+        See :meth:`telstate.TelescopeState.wait_key`; cancel the task to give up.
+
+        Raises
+        ------
+        TimeoutError
+            If `timeout` (seconds) expires first.
+        """
+        steps = wait_key_steps(self._full_keys(key), condition)
+        await _drive(self._backend, steps, describe(key), timeout)
+
+    async def wait_indexed(
+        self,
+        key: str | bytes,
+        sub_key: Any,
+        condition: IndexedCondition | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Wait until `sub_key` of `key` exists and ``condition(value)`` holds.
+
+        Raises
+        ------
+        TimeoutError
+            If `timeout` (seconds) expires first.
+        ImmutableKeyError
+            If the key exists (or is created meanwhile) and is not indexed.
+        """
+        what = describe(key, sub_key, indexed=True)
+        steps = wait_indexed_steps(self._full_keys(key), encode_sub_key(sub_key), condition, what)
+        await _drive(self._backend, steps, what, timeout)
+
+    async def watch(self, key: str | bytes, initial: bool = True) -> AsyncIterator[tuple[Any, Any]]:
+        """Every update of `key`, as it happens: ``async for value, ts in ts.watch(key)``.
+
+        Yields ``(value, timestamp)`` for each sensor sample, ``(value, None)``
+        for an immutable, and ``({sub_key: value}, None)`` for each new sub-key
+        of an indexed key.  With `initial`, the key's current state comes first
+        (a sensor's latest sample, an immutable's value, an indexed key's whole
+        dict).  Only the view's first prefix is watched.  Updates missed while a
+        connection was down are recovered: a sensor's samples since the last one
+        seen, an indexed key's new sub-keys, an immutable that appeared.
+        """
+        full_key = self._write_key(key)
+        keys = (full_key,)
+        subscription = await self._backend.subscribe(keys)
+        last_ts: float | None = None
+        seen: set[bytes] = set()
+        try:
+            found = await self._backend.get(keys)
+            if found is not None:
+                kind, payload, stamp = found[1], found[2], found[3]
+                last_ts = stamp
+                if isinstance(payload, dict):
+                    seen.update(payload)
+                if initial:
+                    yield decode_found(found, False), stamp
+                if kind is KeyType.IMMUTABLE:
+                    return
+            while True:
+                update = await subscription.get()
+                if isinstance(update, KeyUpdate):
+                    if update.key_type is KeyType.INDEXED:
+                        assert update.sub_key is not None
+                        if update.sub_key in seen:
+                            continue
+                        seen.add(update.sub_key)
+                        yield {decode_value(update.sub_key): decode_value(update.value)}, None
+                    else:
+                        if update.timestamp is not None:
+                            last_ts = max(update.timestamp, last_ts or 0.0)
+                        yield decode_value(update.value), update.timestamp
+                        if update.key_type is KeyType.IMMUTABLE:
+                            return
+                    continue
+                # Updates may have been missed: catch up from the stored data.
+                found = await self._backend.get(keys)
+                if found is None:
+                    continue
+                if found[1] is KeyType.MUTABLE:
+                    query = resolve_range(
+                        last_ts if last_ts is not None else 0.0, None, False, False
+                    )
+                    batch = await self._backend.get_range(keys, query)
+                    for value, stamp in decode_batch(batch) if batch is not None else []:
+                        if last_ts is None or stamp > last_ts:
+                            last_ts = stamp
+                            yield value, stamp
+                elif isinstance(found[2], dict):
+                    for sub_key, value in found[2].items():
+                        if sub_key not in seen:
+                            seen.add(sub_key)
+                            yield {decode_value(sub_key): decode_value(value)}, None
+                else:
+                    yield decode_found(found, False), None
+                    return
+        finally:
+            await subscription.close()
+
+
+class Pipeline:
+    """Writes collected for one round trip (``async with ts.pipeline() as batch``)."""
+
+    def __init__(self, ts: TelescopeState) -> None:
+        self._ts = ts
+        self._writes: list[Write] = []
+        self._values: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(
+        self,
+        key: str | bytes,
+        value: Any,
+        ts: float | None = None,
+        immutable: bool = False,
+        encoding: bytes = ENCODING_DEFAULT,
+    ) -> None:
+        """Queue :meth:`TelescopeState.add` (checked and encoded now)."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
+        self._values.append(value)
+
+    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
+        """Queue :meth:`TelescopeState.set`."""
+        self.add(key, value, immutable=True, encoding=encoding)
+
+    def __setitem__(self, key: str | bytes, value: Any) -> None:
+        self.add(key, value, immutable=True)
+
+    def set_indexed(
+        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
+    ) -> None:
+        """Queue :meth:`TelescopeState.set_indexed`."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_indexed_write(full_key, sub_key, value, encoding))
+        self._values.append(value)
+
+    async def execute(self) -> None:
+        """Send the queued writes now (leaving the ``async with`` block does this)."""
+        writes, values = self._writes, self._values
+        self._writes, self._values = [], []
+        if writes:
+            check_batch(writes, values, await self._ts._backend.write_batch(writes))
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is None:
+            await self.execute()
+
+
+def _index(file: RdbSource) -> RdbIndex:
+    data, name = read_source(file)
+    return RdbIndex(data, name, verify_checksum=True)
+
+
+async def _drive(backend: AsyncBackend, steps: Step, what: str, timeout: float | None) -> None:
+    """Run wait steps against an asyncio backend, enforcing the timeout."""
+    subscription: AsyncSubscription | None = None
+    reply: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    request = steps.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(request, Call):
+                    reply = await getattr(backend, request.method)(*request.args)
+                elif isinstance(request, Subscribe):
+                    subscription = await backend.subscribe(request.keys)
+                    reply = None
+                else:
+                    assert isinstance(request, NextUpdate) and subscription is not None
+                    reply = await subscription.get()
+    except builtins.TimeoutError:
+        raise TimeoutError(f"Timed out waiting for {what} after {timeout}s") from None
+    finally:
+        steps.close()
+        if subscription is not None:
+            await subscription.close()

@@ -1,0 +1,327 @@
+"""The Redis backend for asyncio, on ``redis.asyncio``.
+
+The commands are those of the sync backend (:mod:`telstate.backends._redis_protocol`).
+Waits share ONE pub/sub connection per backend: a hub task reads it and hands
+each message to the waiters of its channel, subscribing a channel when its first
+waiter arrives and unsubscribing when its last one leaves, so thousands of
+concurrent waiters cost one connection.  A waiter is registered only once the
+server has confirmed the subscription, so no write after that can be missed.
+If the connection drops, redis-py reconnects and subscribes again; the hub then
+tells every waiter to look at its key again (:class:`Recheck`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+
+from .._errors import ConnectionError, ImmutableKeyError
+from .._keys import KeyType
+from .._logic import check_batch
+from .._ranges import RangeQuery
+from .._samples import SampleBatch
+from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
+from ..backends import _redis_protocol as proto
+from ..backends.base import Found, Write
+from ..backends.redis import _CONNECT_KWARGS, describe_server, redis_errors
+from ..rdb._load import merge_writes
+from .backend import AsyncBackend, AsyncSubscription
+
+if TYPE_CHECKING:
+    from ..rdb._reader import RdbIndex
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger(__name__)
+
+_SCAN_COUNT = 1000
+_RESTORE_CHUNK_KEYS = 256
+_RECONNECT_DELAY = 0.1
+
+
+class _Subscription(AsyncSubscription):
+    def __init__(self, hub: _Hub, channels: tuple[bytes, ...]) -> None:
+        self.hub = hub
+        self.channels = channels
+        self.queue: asyncio.Queue[KeyUpdate | Recheck] = asyncio.Queue()
+
+    async def get(self) -> KeyUpdate | Recheck:
+        return await self.queue.get()
+
+    async def close(self) -> None:
+        await self.hub.remove(self)
+
+
+class _Hub:
+    """One pub/sub connection serving every waiter of a backend."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.pubsub: Any = None
+        self.waiters: dict[bytes, set[_Subscription]] = {}
+        self.confirmed: dict[bytes, asyncio.Event] = {}
+        self.types: dict[bytes, KeyType | None] = {}
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, keys: Sequence[bytes]) -> _Subscription:
+        channels = tuple(dict.fromkeys(CHANNEL_PREFIX + key for key in keys))
+        subscription = _Subscription(self, channels)
+        async with self.lock:
+            if self.pubsub is None:
+                self.pubsub = self.backend.client.pubsub()
+            new = [channel for channel in channels if channel not in self.waiters]
+            for channel in channels:
+                self.waiters.setdefault(channel, set()).add(subscription)
+            for channel in new:
+                self.confirmed[channel] = asyncio.Event()
+            if new:
+                with redis_errors(self.backend.server):
+                    await self.pubsub.subscribe(*new)
+            if self.task is None or self.task.done():
+                self.task = asyncio.create_task(self._read(), name="telstate pub/sub hub")
+        events = [self.confirmed[channel] for channel in channels]
+        try:
+            async with asyncio.timeout(10):
+                for event in events:
+                    await event.wait()
+        except TimeoutError:
+            await self.remove(subscription)
+            raise ConnectionError(
+                f"redis server at {self.backend.server} did not confirm SUBSCRIBE"
+            ) from None
+        return subscription
+
+    async def remove(self, subscription: _Subscription) -> None:
+        async with self.lock:
+            gone = []
+            for channel in subscription.channels:
+                waiters = self.waiters.get(channel)
+                if waiters is None:
+                    continue
+                waiters.discard(subscription)
+                if not waiters:
+                    del self.waiters[channel]
+                    self.confirmed.pop(channel, None)
+                    gone.append(channel)
+            if gone and self.pubsub is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self.pubsub.unsubscribe(*gone)
+
+    def _broadcast(self, channel: bytes, item: KeyUpdate | Recheck) -> None:
+        for subscription in self.waiters.get(channel, ()):
+            subscription.queue.put_nowait(item)
+
+    async def _read(self) -> None:
+        while self.waiters or self.confirmed:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                logger.warning("pub/sub connection to %s lost: %s", self.backend.server, exc)
+                for channel in list(self.waiters):
+                    self._broadcast(channel, Recheck())
+                await asyncio.sleep(_RECONNECT_DELAY)
+                continue
+            if message is None:
+                continue
+            channel = message["channel"]
+            if message["type"] == "subscribe":
+                event = self.confirmed.get(channel)
+                if event is not None:
+                    if event.is_set():  # subscribed again after a reconnection
+                        self._broadcast(channel, Recheck())
+                    event.set()
+            elif message["type"] == "message":
+                await self._deliver(channel, message["data"])
+
+    async def _deliver(self, channel: bytes, payload: bytes) -> None:
+        key = proto.channel_key(channel)
+        key_type = None
+        if proto.needs_type(payload):
+            if key not in self.types:
+                self.types[key] = await self.backend.key_type([key])
+            key_type = self.types[key]
+            if key_type is None:
+                self._broadcast(channel, Recheck())
+                return
+        try:
+            update: KeyUpdate | Recheck = proto.parse_message(key, payload, key_type)
+        except ValueError:
+            update = Recheck()
+        self._broadcast(channel, update)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self.pubsub.aclose()
+        self.waiters.clear()
+        self.confirmed.clear()
+
+
+def _payloads(index: RdbIndex, keys: list[bytes]) -> list[bytes]:
+    return [proto.restore_payload(index, key) for key in keys]
+
+
+class RedisBackend(AsyncBackend):
+    """Telescope state in a Redis server, for asyncio.
+
+    Parameters
+    ----------
+    client
+        A :class:`redis.asyncio.Redis` client (``decode_responses`` must be false).
+    """
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):  # type: ignore[no-untyped-call]
+            raise ValueError("the redis client must not decode responses (decode_responses=False)")
+        self.client = client
+        self.server = describe_server(client)
+        self._scripts = {name: client.register_script(text) for name, text in proto.SCRIPTS.items()}
+        self._hub = _Hub(self)
+        self._closing: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def from_url(cls, url: str, db: int | None = None, **kwargs: Any) -> RedisBackend:
+        """Connect to ``redis://``, ``rediss://`` or ``unix://`` `url` and check the server answers.
+
+        Raises
+        ------
+        ConnectionError
+            If the server cannot be reached.
+        """
+        options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
+        if db is not None:
+            options["db"] = db
+        backend = cls(redis.asyncio.Redis.from_url(url, **options))
+        try:
+            with redis_errors(backend.server):
+                await backend.client.ping()
+        except ConnectionError:
+            await backend.client.aclose()
+            raise
+        return backend
+
+    def __repr__(self) -> str:
+        return f"<telstate.aio.redis.RedisBackend {self.server}>"
+
+    def close(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+
+    async def _close(self) -> None:
+        await self._hub.close()
+        await self.client.aclose()
+
+    async def wait_closed(self) -> None:
+        self.close()
+        assert self._closing is not None
+        await self._closing
+
+    # -- reads
+
+    async def get(self, keys: Sequence[bytes]) -> Found | None:
+        with redis_errors(self.server, keys[0]):
+            return proto.parse_found(await self._scripts["get"](keys=keys))
+
+    async def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
+        with redis_errors(self.server):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.type(key)
+                kinds: list[bytes] = await pipe.execute()
+        for kind in kinds:
+            if kind != b"none":
+                return proto.TYPE_NAMES.get(kind)
+        return None
+
+    async def exists(self, keys: Sequence[bytes]) -> bool:
+        with redis_errors(self.server):
+            return bool(await self.client.exists(*keys))
+
+    async def keys(self, pattern: bytes) -> list[bytes]:
+        with redis_errors(self.server):
+            return list(
+                {key async for key in self.client.scan_iter(match=pattern, count=_SCAN_COUNT)}
+            )
+
+    async def get_indexed(
+        self, keys: Sequence[bytes], sub_key: bytes
+    ) -> tuple[int, bytes | None] | None:
+        with redis_errors(self.server, keys[0]):
+            reply = await self._scripts["get_indexed"](keys=keys, args=[sub_key])
+        return proto.parse_get_indexed(reply)
+
+    async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        with redis_errors(self.server):
+            async with self.client.pipeline(transaction=True) as pipe:
+                for command in proto.range_commands(keys, query):
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        return proto.parse_range(keys, query, replies)
+
+    # -- writes
+
+    async def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
+        with redis_errors(self.server, key):
+            return await self._scripts["set_immutable"](keys=[key], args=[value])  # type: ignore[no-any-return]
+
+    async def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
+        with redis_errors(self.server, key):
+            await self._scripts["add_mutable"](keys=[key], args=[proto.member(timestamp, value)])
+
+    async def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
+        with redis_errors(self.server, key):
+            return await self._scripts["set_indexed"](keys=[key], args=[sub_key, value])  # type: ignore[no-any-return]
+
+    async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
+        calls = proto.batch_calls(writes)
+        with redis_errors(self.server):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in calls:
+                    await self._scripts[script](keys=keys, args=args, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        return proto.parse_batch(writes, calls, replies)
+
+    async def delete(self, keys: Sequence[bytes]) -> None:
+        with redis_errors(self.server):
+            await self.client.unlink(*keys)
+
+    async def clear(self) -> None:
+        with redis_errors(self.server):
+            await self.client.flushdb(asynchronous=True)
+
+    async def load_rdb(self, index: RdbIndex) -> int:
+        keys = list(index.entries)
+        merge: list[bytes] = []
+        for start in range(0, len(keys), _RESTORE_CHUNK_KEYS):
+            chunk = keys[start : start + _RESTORE_CHUNK_KEYS]
+            payloads = await asyncio.to_thread(_payloads, index, chunk)
+            with redis_errors(self.server):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key, payload in zip(chunk, payloads, strict=True):
+                        pipe.execute_command("RESTORE", key, 0, payload)
+                    replies = await pipe.execute(raise_on_error=False)
+            for key, reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, redis.ResponseError):
+                    merge.append(key)
+                elif isinstance(reply, Exception):
+                    raise reply
+        if merge:
+            writes = await asyncio.to_thread(
+                lambda: [write for key in merge for write in merge_writes(index, key)]
+            )
+            check_batch(writes, None, await self.write_batch(writes))
+        return len(keys)
+
+    async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
+        return await self._hub.add(keys)
