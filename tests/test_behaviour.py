@@ -730,3 +730,18 @@ def test_pipeline_keeps_write_order(ts: TelescopeState) -> None:
         batch.add("k", 2.0, ts=2.0)
     assert ts.key_type("k") == KeyType.MUTABLE
     assert ts.get_range("k", st=0) == [(1.0, 1.0), (2.0, 2.0)]
+
+
+def test_backend_stats(sync_ts: TelescopeState) -> None:
+    sync_ts["attr"] = "value"
+    for t in (5.0, 1.0, 3.0):
+        sync_ts.add("sensor", t, ts=t)
+    for i in range(4):
+        sync_ts.set_indexed("idx", i, i)
+    attr, sensor, idx, missing = sync_ts.backend.stats([b"attr", b"sensor", b"idx", b"missing"])
+    assert missing is None
+    assert attr is not None and attr.key_type is KeyType.IMMUTABLE and attr.count == 1
+    assert attr.nbytes >= len(telstate.encode_value("value"))
+    assert sensor is not None and sensor.key_type is KeyType.MUTABLE
+    assert (sensor.count, sensor.first, sensor.last) == (3, 1.0, 5.0)
+    assert idx is not None and idx.key_type is KeyType.INDEXED and idx.count == 4

@@ -246,3 +246,13 @@ def test_files_written_by_other_servers(name: str) -> None:
                 continue
             checked += 1
     assert checked >= 40
+
+
+def test_lazy_stats_without_decoding(dump: tuple[Path, dict[str, Any]]) -> None:
+    path, expected = dump
+    backend = RdbBackend(path)
+    (stats,) = backend.stats([b"sensor_big"])
+    assert stats is not None
+    samples = expected["sensor_big"][1]
+    assert (stats.count, stats.first, stats.last) == (len(samples), samples[0][1], samples[-1][1])
+    assert b"sensor_big" not in backend._cache

@@ -161,6 +161,15 @@ class SampleStore:
         del ends  # release the buffer so the array can grow again
         return True
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: values, timestamps and offsets."""
+        return len(self._data) + 16 * len(self._times)
+
+    def span(self) -> tuple[float, float]:
+        """Timestamps of the first and last samples (the store is not empty)."""
+        return self._times[0], self._times[-1]
+
     def latest(self) -> tuple[bytes, float]:
         """Encoded value and timestamp of the last sample (the store is not empty)."""
         return self._value(len(self._times) - 1), self._times[-1]

@@ -18,7 +18,7 @@ from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
-from ..backends.base import Found, Write
+from ..backends.base import Found, KeyStats, Write
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -80,6 +80,9 @@ class AsyncBackend(ABC):
     async def write_batch(
         self, writes: Sequence[Write]
     ) -> list[bytes | ImmutableKeyError | None]: ...
+
+    @abstractmethod
+    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]: ...
 
     @abstractmethod
     async def load_rdb(self, index: RdbIndex) -> int: ...

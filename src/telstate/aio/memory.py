@@ -19,7 +19,7 @@ from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
-from ..backends.base import Backend, Found, Write
+from ..backends.base import Backend, Found, KeyStats, Write
 from ..backends.memory import MemoryBackend as SyncMemoryBackend
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -94,6 +94,9 @@ class LocalBackend(AsyncBackend):
 
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
         return self.sync.write_batch(writes)
+
+    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        return self.sync.stats(keys)
 
     async def load_rdb(self, index: RdbIndex) -> int:
         return await asyncio.to_thread(self.sync.load_rdb, index)

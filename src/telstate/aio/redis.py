@@ -28,7 +28,7 @@ from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
-from ..backends.base import Found, Write
+from ..backends.base import Found, KeyStats, Write
 from ..backends.redis import _CONNECT_KWARGS, describe_server, redis_errors
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
@@ -299,6 +299,20 @@ class RedisBackend(AsyncBackend):
     async def clear(self) -> None:
         with redis_errors(self.server):
             await self.client.flushdb(asynchronous=True)
+
+    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        with redis_errors(self.server):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.type(key)
+                    pipe.execute_command("MEMORY", "USAGE", key)
+                first = await pipe.execute(raise_on_error=False)
+            kinds, usage = first[0::2], first[1::2]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for command in proto.stats_commands(keys, kinds):
+                    pipe.execute_command(*command)
+                replies = await pipe.execute()
+        return proto.parse_stats(kinds, replies, usage)
 
     async def load_rdb(self, index: RdbIndex) -> int:
         keys = list(index.entries)

@@ -27,7 +27,7 @@ from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, decode_update
-from .base import Found, Write
+from .base import Found, KeyStats, Write
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -323,3 +323,46 @@ def restore_payload(index: RdbIndex, key: bytes) -> bytes:
     version = index.version.to_bytes(2, "little")
     body = bytes([entry.rdb_type]) + bytes(index.raw_value(key)) + version
     return body + crc64(body).to_bytes(8, "little")
+
+
+def stats_commands(keys: Sequence[bytes], kinds: Sequence[bytes]) -> list[tuple[Any, ...]]:
+    """Commands describing each key, given their TYPE replies: 3 per key."""
+    commands: list[tuple[Any, ...]] = []
+    for key, kind in zip(keys, kinds, strict=True):
+        if kind == b"zset":
+            commands += [("ZCARD", key), ("ZRANGE", key, 0, 0), ("ZRANGE", key, -1, -1)]
+        elif kind == b"hash":
+            commands += [("HLEN", key), ("PING",), ("PING",)]
+        elif kind == b"string":
+            commands += [("STRLEN", key), ("PING",), ("PING",)]
+        else:
+            commands += [("PING",), ("PING",), ("PING",)]
+    return commands
+
+
+def parse_stats(
+    kinds: Sequence[bytes], replies: list[Any], usage: list[Any]
+) -> list[KeyStats | None]:
+    """KeyStats from TYPE replies, the replies of :func:`stats_commands` and MEMORY USAGE.
+
+    A server without MEMORY USAGE (e.g. fakeredis) gives sizes of strings only.
+    """
+    result: list[KeyStats | None] = []
+    for i, kind in enumerate(kinds):
+        key_type = TYPE_NAMES.get(kind)
+        if key_type is None:
+            result.append(None)
+            continue
+        count, first, last = replies[3 * i : 3 * i + 3]
+        size = usage[i]
+        if isinstance(size, Exception) or size is None:
+            size = count if key_type is KeyType.IMMUTABLE else 0
+        if key_type is KeyType.MUTABLE:
+            t0 = split_member(first[0])[1] if first else None
+            t1 = split_member(last[0])[1] if last else None
+            result.append(KeyStats(key_type, int(count), int(size), t0, t1))
+        elif key_type is KeyType.INDEXED:
+            result.append(KeyStats(key_type, int(count), int(size)))
+        else:
+            result.append(KeyStats(key_type, 1, int(size)))
+    return result

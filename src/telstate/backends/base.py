@@ -30,7 +30,7 @@ from .._updates import KeyUpdate, Recheck
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["Backend", "Found", "Subscription", "Write"]
+__all__ = ["Backend", "Found", "KeyStats", "Subscription", "Write"]
 
 #: What a read finds: (index of the candidate key, its type, payload, timestamp).
 #: The payload is the value (immutable), the latest value (sensor, with its
@@ -47,6 +47,30 @@ class Write:
     value: bytes
     timestamp: float | None = None
     sub_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStats:
+    """What a key holds, for listings (``telstate keys``, ``telstate info``).
+
+    Attributes
+    ----------
+    key_type
+        The key's type.
+    count
+        Samples of a sensor, sub-keys of an indexed key, 1 for an immutable.
+    nbytes
+        Storage size in bytes as the backend counts it: the data held in memory,
+        Redis's ``MEMORY USAGE``, or the bytes of the value in an RDB file.
+    first, last
+        Timestamps of a sensor's first and last samples (None otherwise).
+    """
+
+    key_type: KeyType
+    count: int
+    nbytes: int
+    first: float | None = None
+    last: float | None = None
 
 
 class Subscription(ABC):
@@ -137,6 +161,10 @@ class Backend(ABC):
 
         ImmutableKeyError if that key is not a sensor and the query reads samples.
         """
+
+    @abstractmethod
+    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        """A :class:`KeyStats` for each of `keys` (None for keys that do not exist)."""
 
     @abstractmethod
     def load_rdb(self, index: RdbIndex) -> int:

@@ -28,7 +28,7 @@ from .._ranges import RangeQuery
 from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
 from ..rdb._load import merge_writes
-from .base import Backend, Found, Subscription
+from .base import Backend, Found, KeyStats, Subscription
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -48,6 +48,17 @@ def _type_of(value: _Value) -> KeyType:
 
 #: Receives a key's updates; called with the backend's lock held, so it must be quick.
 Sink = Callable[[KeyUpdate], None]
+
+
+def _stats(value: _Value) -> KeyStats:
+    if type(value) is bytes:
+        return KeyStats(KeyType.IMMUTABLE, 1, len(value))
+    if type(value) is SampleStore:
+        first, last = value.span()
+        return KeyStats(KeyType.MUTABLE, len(value), value.nbytes, first, last)
+    assert isinstance(value, dict)
+    size = sum(len(field) + len(item) for field, item in value.items())
+    return KeyStats(KeyType.INDEXED, len(value), size)
 
 
 class _MemorySubscription(Subscription):
@@ -208,6 +219,13 @@ class MemoryBackend(Backend):
             if key in self._subscribers:
                 self._publish(KeyUpdate(key, KeyType.INDEXED, value, sub_key=sub_key))
             return None
+
+    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        result: list[KeyStats | None] = []
+        with self._lock:
+            for key in keys:
+                result.append(None if (value := self._data.get(key)) is None else _stats(value))
+        return result
 
     def load_rdb(self, index: RdbIndex) -> int:
         # Decode everything first: a corrupt file must leave the data untouched.

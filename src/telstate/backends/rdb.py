@@ -24,7 +24,7 @@ from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
-from .base import Backend, Found, Subscription, Write
+from .base import Backend, Found, KeyStats, Subscription, Write
 
 __all__ = ["RdbBackend"]
 
@@ -151,6 +151,25 @@ class RdbBackend(Backend):
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _NoUpdates()
+
+    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        result: list[KeyStats | None] = []
+        for key in keys:
+            entry = self.index.entries.get(key)
+            if entry is None:
+                result.append(None)
+                continue
+            size = entry.end - entry.start
+            kind = self.index.key_type(entry)
+            if kind is KeyType.MUTABLE:
+                count, first, last = self.index.sample_span(key)
+                result.append(KeyStats(kind, count, size, first, last))
+            elif kind is KeyType.INDEXED:
+                value = self._value(key)
+                result.append(KeyStats(kind, len(value) if isinstance(value, dict) else 0, size))
+            else:
+                result.append(KeyStats(kind, 1, size))
+        return result
 
     # -- writes: refused
 

@@ -27,7 +27,7 @@ from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..rdb._load import merge_writes
 from . import _redis_protocol as proto
-from .base import Backend, Found, Subscription, Write
+from .base import Backend, Found, KeyStats, Subscription, Write
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -236,6 +236,20 @@ class RedisBackend(Backend):
                 self._scripts[script](keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
         return proto.parse_batch(writes, calls, replies)
+
+    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        with redis_errors(self.server):
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.type(key)
+                    pipe.execute_command("MEMORY", "USAGE", key)  # type: ignore[no-untyped-call]
+                first = pipe.execute(raise_on_error=False)
+            kinds, usage = first[0::2], first[1::2]
+            with self.client.pipeline(transaction=False) as pipe:
+                for command in proto.stats_commands(keys, kinds):
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+                replies = pipe.execute()
+        return proto.parse_stats(kinds, replies, usage)
 
     def load_rdb(self, index: RdbIndex) -> int:
         # Each key the server lacks is sent whole as a RESTORE payload (the file's own

@@ -105,7 +105,11 @@ class RdbIndex:
     """
 
     def __init__(
-        self, data: Any, name: str | None = None, verify_checksum: bool = True, db: int | None = None
+        self,
+        data: Any,
+        name: str | None = None,
+        verify_checksum: bool = True,
+        db: int | None = None,
     ) -> None:
         self.name = name
         self._only_db = db
@@ -506,6 +510,29 @@ class RdbIndex:
             return SampleBatch.from_members(members)
         except _Corrupt as exc:
             raise self._error(exc.reason, exc.offset, key) from None
+
+    def sample_span(self, key: bytes) -> tuple[int, float | None, float | None]:
+        """Number of samples of a sorted set and its first and last timestamps.
+
+        Fixed-size members are read in place (no decoding); others are decoded.
+        """
+        entry = self.entries[key]
+        try:
+            if entry.rdb_type in (F.TYPE_ZSET, F.TYPE_ZSET_2):
+                count, pos = self._count(entry.start, 2)
+                stride = self._fixed_zset_stride(entry.rdb_type, pos, count) if count >= 64 else 0
+                if stride:
+                    prefix = self._length(pos)[1] - pos
+                    rows = np.frombuffer(self._buf, np.uint8, stride * count, pos)
+                    stamps = rows.reshape(count, stride)[:, prefix : prefix + 8]
+                    times = np.ascontiguousarray(stamps).view(">f8").ravel()
+                    return count, float(times.min()), float(times.max())
+        except _Corrupt as exc:
+            raise self._error(exc.reason, exc.offset, key) from None
+        batch = self.read_samples(key)
+        if not len(batch):
+            return 0, None, None
+        return len(batch), float(batch.times[0]), float(batch.times[-1])
 
     def raw_value(self, key: bytes) -> memoryview:
         """The bytes of a key's value exactly as stored (for RESTORE payloads)."""
