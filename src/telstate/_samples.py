@@ -91,6 +91,17 @@ class SampleBatch:
         keep[stamp_index.ravel()] = False
         return cls(times, joined[keep].tobytes(), np.cumsum(lengths - 8))
 
+    @classmethod
+    def from_fixed(cls, joined: bytes, size: int) -> SampleBatch:
+        """Batch from members of `size` bytes each, concatenated."""
+        count = len(joined) // size
+        if count * size != len(joined) or size < 9:
+            raise ValueError(f"{len(joined)} bytes are not members of {size} bytes")
+        rows = np.frombuffer(joined, np.uint8).reshape(count, size)
+        times = np.ascontiguousarray(rows[:, :8]).view(">f8").ravel().astype(np.float64)
+        data = np.ascontiguousarray(rows[:, 8:]).tobytes()
+        return cls(times, data, np.arange(1, count + 1, dtype=np.int64) * (size - 8))
+
     def encoded(self) -> list[tuple[bytes, float]]:
         """The samples as (encoded value, timestamp) pairs."""
         if not len(self):

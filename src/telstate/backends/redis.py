@@ -1,11 +1,12 @@
 """The Redis backend (synchronous): telstate shared through a Redis server.
 
 The commands and their meaning live in :mod:`._redis_protocol`; this module
-only sends them with redis-py and maps failures to telstate's errors.
+sends them (through :mod:`._wire`, which bypasses redis-py's per-command
+overhead) and maps failures to telstate's errors.  Waits use redis-py's pub/sub.
 
-Failures: redis-py retries a command after a dropped connection (with
-backoff) before giving up; telstate's writes are idempotent, so a retried
-write that had already been applied changes nothing.  When the server stays
+Failures: a command that meets a dropped connection is sent again once on a
+fresh connection; telstate's writes are idempotent, so a retried write that
+had already been applied changes nothing.  When the server stays
 unreachable the call raises :class:`telstate.ConnectionError` naming the
 server (never its password).
 """
@@ -27,6 +28,7 @@ from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..rdb._load import merge_writes
 from . import _redis_protocol as proto
+from ._wire import make_runner
 from .base import Backend, Found, KeyStats, Subscription, Write
 
 if TYPE_CHECKING:
@@ -142,9 +144,9 @@ class RedisBackend(Backend):
             raise ValueError("the redis client must not decode responses (decode_responses=False)")
         self.client = client
         self.server = describe_server(client)
+        self._runner = make_runner(client, proto.SCRIPTS)
         with redis_errors(self.server):
-            client.ping()
-        self._scripts = {name: client.register_script(text) for name, text in proto.SCRIPTS.items()}
+            self._runner.one("PING")
 
     @classmethod
     def from_url(cls, url: str, db: int | None = None, **kwargs: Any) -> RedisBackend:
@@ -176,19 +178,21 @@ class RedisBackend(Backend):
         return f"<RedisBackend {self.server}>"
 
     def close(self) -> None:
+        self._runner.close()
         self.client.close()
+
+    def _script(self, name: str, keys: Sequence[bytes], args: Sequence[bytes] = ()) -> Any:
+        with redis_errors(self.server, keys[0]):
+            return self._runner.one("script", name, keys, args)
 
     # -- reads
 
     def get(self, keys: Sequence[bytes]) -> Found | None:
-        with redis_errors(self.server, keys[0]):
-            return proto.parse_found(self._scripts["get"](keys=keys))
+        return proto.parse_found(self._script("get", keys))
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.type(key)
-            kinds: list[bytes] = pipe.execute()
+        with redis_errors(self.server):
+            kinds = self._runner.run([("TYPE", key) for key in keys])
         for kind in kinds:
             if kind != b"none":
                 return proto.TYPE_NAMES.get(kind)
@@ -196,59 +200,54 @@ class RedisBackend(Backend):
 
     def exists(self, keys: Sequence[bytes]) -> bool:
         with redis_errors(self.server):
-            return bool(self.client.exists(*keys))
+            return bool(self._runner.one("EXISTS", *keys))
 
     def keys(self, pattern: bytes) -> list[bytes]:
+        found: set[bytes] = set()
+        cursor = b"0"
         with redis_errors(self.server):
-            return list(set(self.client.scan_iter(match=pattern, count=_SCAN_COUNT)))
+            while True:
+                cursor, batch = self._runner.one(
+                    "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT
+                )
+                found.update(batch)
+                if cursor in (b"0", 0):
+                    return list(found)
 
     def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
-        with redis_errors(self.server, keys[0]):
-            reply = self._scripts["get_indexed"](keys=keys, args=[sub_key])
-        return proto.parse_get_indexed(reply)
+        return proto.parse_get_indexed(self._script("get_indexed", keys, [sub_key]))
 
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        with redis_errors(self.server), self.client.pipeline(transaction=True) as pipe:
-            for command in proto.range_commands(keys, query):
-                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-            replies = pipe.execute(raise_on_error=False)
-        return proto.parse_range(keys, query, replies)
+        with redis_errors(self.server):
+            (reply,) = self._runner.run([("script", "get_range", keys, proto.range_args(query))])
+        return proto.parse_range(keys, reply)
 
     # -- writes
 
     def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
-        with redis_errors(self.server, key):
-            return self._scripts["set_immutable"](keys=[key], args=[value])  # type: ignore[no-any-return]
+        return self._script("set_immutable", [key], [value])  # type: ignore[no-any-return]
 
     def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
-        member = proto.member(timestamp, value)
-        with redis_errors(self.server, key):
-            self._scripts["add_mutable"](keys=[key], args=[member])
+        self._script("add_mutable", [key], [proto.member(timestamp, value)])
 
     def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
-        with redis_errors(self.server, key):
-            return self._scripts["set_indexed"](keys=[key], args=[sub_key, value])  # type: ignore[no-any-return]
+        return self._script("set_indexed", [key], [sub_key, value])  # type: ignore[no-any-return]
 
     def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
         calls = proto.batch_calls(writes)
-        with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in calls:
-                self._scripts[script](keys=keys, args=args, client=pipe)
-            replies = pipe.execute(raise_on_error=False)
+        with redis_errors(self.server):
+            replies = self._runner.run(
+                [("script", script, keys, args) for script, keys, args, _ in calls]
+            )
         return proto.parse_batch(writes, calls, replies)
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         with redis_errors(self.server):
-            with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.type(key)
-                    pipe.execute_command("MEMORY", "USAGE", key)  # type: ignore[no-untyped-call]
-                first = pipe.execute(raise_on_error=False)
+            first = self._runner.run(
+                [command for key in keys for command in (("TYPE", key), ("MEMORY", "USAGE", key))]
+            )
             kinds, usage = first[0::2], first[1::2]
-            with self.client.pipeline(transaction=False) as pipe:
-                for command in proto.stats_commands(keys, kinds):
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                replies = pipe.execute()
+            replies = self._runner.run(proto.stats_commands(keys, kinds))
         return proto.parse_stats(kinds, replies, usage)
 
     def load_rdb(self, index: RdbIndex) -> int:
@@ -259,16 +258,10 @@ class RedisBackend(Backend):
         merge: list[bytes] = []
         for start in range(0, len(keys), _RESTORE_CHUNK_KEYS):
             chunk = keys[start : start + _RESTORE_CHUNK_KEYS]
-            payloads = [proto.restore_payload(index, key) for key in chunk]
-            with redis_errors(self.server), self.client.pipeline(transaction=False) as pipe:
-                for key, payload in zip(chunk, payloads, strict=True):
-                    pipe.execute_command("RESTORE", key, 0, payload)  # type: ignore[no-untyped-call]
-                replies = pipe.execute(raise_on_error=False)
-            for key, reply in zip(chunk, replies, strict=True):
-                if isinstance(reply, redis.ResponseError):
-                    merge.append(key)
-                elif isinstance(reply, Exception):
-                    raise reply
+            commands = [("RESTORE", key, 0, proto.restore_payload(index, key)) for key in chunk]
+            with redis_errors(self.server):
+                replies = self._runner.run(commands)
+            merge += [key for key, reply in zip(chunk, replies, strict=True) if reply != b"OK"]
         if merge:
             writes = [write for key in merge for write in merge_writes(index, key)]
             check_batch(writes, None, self.write_batch(writes))
@@ -276,11 +269,11 @@ class RedisBackend(Backend):
 
     def delete(self, keys: Sequence[bytes]) -> None:
         with redis_errors(self.server):
-            self.client.unlink(*keys)
+            self._runner.one("UNLINK", *keys)
 
     def clear(self) -> None:
         with redis_errors(self.server):
-            self.client.flushdb(asynchronous=True)
+            self._runner.one("FLUSHDB", "ASYNC")
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _RedisSubscription(self, keys)
