@@ -32,33 +32,30 @@ rates telstate / katsdptelstate and for times katsdptelstate / telstate
 (> 1 means telstate is better either way); for memory telstate / katsdptelstate
 (< 1 means telstate uses less).  Targets are ratios in that same orientation.
 
-Run ``python bench/bench_core.py --help`` for the options; see bench/README.md.
+The registry, timing, alternation, table and command line are shared with
+bench_redis.py in _harness.py.  Run ``python bench/bench_core.py --help`` for
+the options; see bench/README.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import gc
-import importlib
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-LIBRARIES = ("katsdptelstate", "telstate")
+import _harness
+from _harness import CHECKS, SRC, Hooks, Registry, all_floats, timed
+
 MIB = 1 << 20
 T0 = 1e9  # timestamp of sample 0 of every sensor; sample i is at T0 + i
 
@@ -95,98 +92,16 @@ QUICK = Sizes(
 
 # --------------------------------------------------------------------------- registry
 
-Func = Callable[[ModuleType, Sizes], float]
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str  # for --only
-    label: str  # row of the table
-    unit: str
-    kind: str  # "rate" (higher is better), "time" (lower is better) or "memory"
-    target: float | None  # required ratio in the "better" orientation; None: report only
-    uses_sensor: bool
-    func: Func
-
-    def ratio(self, kat: float, tel: float) -> float:
-        """The ratio, oriented as described in the module docstring."""
-        if self.kind == "rate":
-            return tel / kat
-        if self.kind == "time":
-            return kat / tel
-        return tel / kat
-
-    @property
-    def better(self) -> str:
-        return "< 1" if self.kind == "memory" else "> 1"
-
-    def met(self, ratio: float) -> bool | None:
-        if self.target is None:
-            return None
-        return ratio <= self.target if self.kind == "memory" else ratio >= self.target
-
-    @property
-    def target_text(self) -> str:
-        if self.target is None:
-            return "report"
-        return f"{'≤' if self.kind == 'memory' else '≥'} {self.target:g}"
-
-
-WORKLOADS: dict[str, Workload] = {}
-
-
-def workload(
-    name: str,
-    label: str,
-    unit: str,
-    kind: str,
-    target: float | None = None,
-    uses_sensor: bool = False,
-) -> Callable[[Func], Func]:
-    """Register a workload under `name` (registration order is table order)."""
-
-    def register(func: Func) -> Func:
-        WORKLOADS[name] = Workload(name, label, unit, kind, target, uses_sensor, func)
-        return func
-
-    return register
+WORKLOADS = Registry()
+workload = WORKLOADS.workload
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Checks:
-    """Result checks: every mismatch is recorded, none is fatal."""
-
-    failures: list[str] = field(default_factory=list)
-
-    def expect(self, ok: bool, mod: ModuleType, what: str) -> None:
-        if not ok:
-            message = f"{mod.__name__}: {what}"
-            if message not in self.failures:
-                self.failures.append(message)
-                print(f"  CHECK FAILED  {message}", file=sys.stderr)
-
-
-CHECKS = Checks()
-
-
-def timed(func: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds taken by ``func()`` (after a full collection) and its result."""
-    gc.collect()
-    start = time.perf_counter()
-    result = func()
-    return time.perf_counter() - start, result
-
-
 def expected_samples(lo: int, hi: int) -> list[tuple[float, float]]:
     """What get_range should return for samples lo..hi-1 of a fixture sensor."""
-    return [(float(i), T0 + i) for i in range(lo, hi)]
-
-
-def all_floats(pairs: Iterable[tuple[Any, Any]]) -> bool:
-    return all(type(v) is float and type(t) is float for v, t in pairs)
+    return _harness.expected_samples(lo, hi, T0)
 
 
 # One sensor per library, shared by consecutive uses_sensor workloads of a repeat.
@@ -436,162 +351,30 @@ def sensor_memory(mod: ModuleType, sizes: Sizes) -> float:
 # --------------------------------------------------------------------------- runner
 
 
-@dataclass
-class Result:
-    workload: Workload
-    samples: dict[str, list[float]]
-
-    def median(self, lib: str) -> float:
-        return statistics.median(self.samples[lib])
-
-    @property
-    def ratio(self) -> float:
-        return self.workload.ratio(self.median("katsdptelstate"), self.median("telstate"))
+def _drop_sensors_unless_needed(w: _harness.Workload, lib: str) -> None:
+    if not w.uses_sensor:
+        _SENSORS.clear()  # the next workload does not read the shared sensor
 
 
-def run(
-    workloads: list[Workload], modules: dict[str, ModuleType], sizes: Sizes, repeat: int
-) -> list[Result]:
-    results = [Result(w, {lib: [] for lib in modules}) for w in workloads]
-    for rep in range(repeat):
-        # A B, then B A, ...: each library goes first equally often.
-        order = list(modules) if rep % 2 == 0 else list(reversed(modules))
-        _SENSORS.clear()  # fresh objects for every repeat
-        for result in results:
-            w = result.workload
-            if not w.uses_sensor:
-                _SENSORS.clear()
-            for lib in order:
-                value = w.func(modules[lib], sizes)
-                result.samples[lib].append(value)
-                print(
-                    f"  [{rep + 1}/{repeat}] {w.name:<15} {lib:<15} {fmt(value):>10} {w.unit}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    _SENSORS.clear()
-    return results
-
-
-def fmt(x: float) -> str:
-    if x != x:  # NaN
-        return "nan"
-    if abs(x) >= 1e6:
-        return f"{x / 1e6:.3g} M"
-    if abs(x) >= 1e4:
-        return f"{x / 1e3:.3g} k"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    return f"{x:.3g}"
-
-
-def table(results: list[Result]) -> str:
-    header = ["operation", "unit", "katsdptelstate", "telstate", "ratio", "better", "target", "met"]
-    rows = [header]
-    for r in results:
-        w = r.workload
-        kat, tel = r.median("katsdptelstate"), r.median("telstate")
-        met = w.met(r.ratio)
-        met_text = "-" if met is None else ("yes" if met else "NO")
-        row = [w.label, w.unit, fmt(kat), fmt(tel), f"{r.ratio:.2f}", w.better, w.target_text]
-        rows.append([*row, met_text])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    left = {0, 1, 5, 6, 7}
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [
-            cell.ljust(width) if i in left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-        if n == 0:
-            lines.append("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
-    return "\n".join(lines)
-
-
-def environment(modules: dict[str, ModuleType]) -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "numpy": np.__version__,
-        "libraries": {
-            lib: {"version": getattr(mod, "__version__", "?"), "file": mod.__file__}
-            for lib, mod in modules.items()
-        },
-    }
+HOOKS = Hooks(
+    before_repeat=_SENSORS.clear,  # fresh objects for every repeat
+    before_measure=_drop_sensors_unless_needed,
+    after_run=_SENSORS.clear,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per library (median shown)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--only", metavar="NAME[,NAME]", help=f"among: {', '.join(WORKLOADS)}")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results as JSON")
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    names = list(WORKLOADS) if not args.only else [n.strip() for n in args.only.split(",")]
-    unknown = [n for n in names if n not in WORKLOADS]
-    if unknown:
-        choices = ", ".join(WORKLOADS)
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {choices}")
+    parser = _harness.parser(__doc__.split("\n\n")[0], WORKLOADS)
+    args, workloads = _harness.parse_args(parser, WORKLOADS, argv)
     sizes = QUICK if args.quick else FULL
-
-    # Benchmark this checkout's telstate, whatever else is installed.
-    sys.path.insert(0, str(SRC))
-    modules = {lib: importlib.import_module(lib) for lib in LIBRARIES}
-    env = environment(modules)
-    for lib, info in env["libraries"].items():
-        print(f"{lib} {info['version']} from {info['file']}")
-    print(
-        f"Python {env['python']}, numpy {env['numpy']}, {env['cpus']} CPUs, "
-        f"load {os.getloadavg()[0]:.2f}; repeat {args.repeat}, {'quick' if args.quick else 'full'}"
-        f" sizes: {asdict(sizes)}",
-        flush=True,
-    )
+    modules = _harness.import_libraries()
+    env = _harness.environment(modules)
+    _harness.print_header(env, args, sizes)
 
     started = time.perf_counter()
-    results = run([WORKLOADS[n] for n in names], modules, sizes, args.repeat)
+    results = _harness.run(workloads, modules, sizes, args.repeat, HOOKS)
     elapsed = time.perf_counter() - started
-
-    print()
-    print(table(results))
-    print()
-    print(f"median of {args.repeat}; took {elapsed:.0f} s; load {os.getloadavg()[0]:.2f}")
-    if CHECKS.failures:
-        print("RESULT CHECKS FAILED:")
-        for failure in CHECKS.failures:
-            print(f"  {failure}")
-    else:
-        print("Result checks: both libraries returned the expected results.")
-
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        report = {
-            "environment": env,
-            "repeat": args.repeat,
-            "sizes": asdict(sizes),
-            "seconds": elapsed,
-            "results": [
-                {
-                    "name": r.workload.name,
-                    "label": r.workload.label,
-                    "unit": r.workload.unit,
-                    "kind": r.workload.kind,
-                    "target": r.workload.target,
-                    "samples": r.samples,
-                    "median": {lib: r.median(lib) for lib in r.samples},
-                    "ratio": r.ratio,
-                    "met": r.workload.met(r.ratio),
-                }
-                for r in results
-            ],
-            "check_failures": CHECKS.failures,
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 1 if CHECKS.failures else 0
+    return _harness.report(results, args, env, sizes, elapsed)
 
 
 if __name__ == "__main__":
