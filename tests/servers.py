@@ -34,9 +34,14 @@ class RedisServer:
         Also listen on a free TCP port of 127.0.0.1 (default: Unix socket only).
     args
         Extra command-line arguments for redis-server.
+    preload
+        An RDB file for the server to load at start (copied into its directory
+        under the ``--dbfilename`` given in `args`, default dump.rdb).
     """
 
-    def __init__(self, tcp: bool = False, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, tcp: bool = False, args: tuple[str, ...] = (), preload: Path | None = None
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.fail(
@@ -51,6 +56,9 @@ class RedisServer:
         self.port = free_port() if tcp else 0
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
+        if preload is not None:
+            name = args[args.index("--dbfilename") + 1] if "--dbfilename" in args else "dump.rdb"
+            shutil.copy(preload, self.dir / name)
         self.start()
 
     @property
@@ -91,6 +99,7 @@ class RedisServer:
                 except (redis.ConnectionError, redis.BusyLoadingError):
                     pass
                 if time.monotonic() > deadline:
+                    self.stop(kill=True)
                     pytest.fail("redis-server did not answer PING within 10 s", pytrace=False)
                 time.sleep(0.01)
         finally:

@@ -26,6 +26,7 @@ single copy, and decoding builds the array straight from the stored bytes.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -70,6 +71,15 @@ EXT_NUMPY_SCALAR: Final = 4
 _MSGPACK_HEADER: Final = 0xFF
 _PICKLE_MAX_HEADER: Final = 0x80
 _COMPLEX = struct.Struct(">dd")
+_MAX_ELEMENTS: Final = int(np.iinfo(np.intp).max)
+_MAX_NPY_HEADER: Final = 10000  # characters: numpy.load's default max_header_size
+# Each msgpack.unpackb call keeps ~40 KiB of parser state on the C stack, and every
+# extension holding MessagePack (a tuple, a numpy scalar's descr) is unpacked from inside
+# the outer unpacker, so a forged value of ~200 nested tuples (1 kB) would overflow the
+# C stack and kill the process (it does katsdptelstate's).  The first levels use unpackb,
+# deeper ones an Unpacker (its state lives on the heap), and the depth is capped.
+_FAST_NESTING: Final = 4
+_MAX_NESTING: Final = 200
 
 _PICKLE_REFUSED = (
     "this value is a Python pickle, which can run arbitrary code when loaded, so "
@@ -142,21 +152,34 @@ def _npy_parts(array: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
     """
     if array.dtype.hasobject:
         raise EncodeError(f"cannot encode arrays of dtype {array.dtype}: they hold Python objects")
+    header_data = np.lib.format.header_data_from_array_1_0(array)
+    if array.dtype.names is not None and (
+        np.lib.format.descr_to_dtype(header_data["descr"]).itemsize != array.dtype.itemsize
+    ):
+        # Some dtypes made by numpy's promotion (np.concatenate of structs nested, with
+        # padding, in subarrays) have a descr of another size: the bytes written would
+        # not decode (numpy.load, so katsdptelstate, would misread them).
+        raise EncodeError(f"a .npy header cannot describe numpy dtype {array.dtype}")
     header = io.BytesIO()
     try:
-        np.lib.format.write_array_header_1_0(
-            header, np.lib.format.header_data_from_array_1_0(array)
-        )
+        np.lib.format.write_array_header_1_0(header, header_data)
     except (ValueError, UnicodeEncodeError):
         # Too long or not latin-1 for a version 1.0 header: let numpy pick the version.
         whole = io.BytesIO()
         np.save(whole, array, allow_pickle=False)
         return whole.getvalue(), memoryview(b"")
-    if array.flags.f_contiguous and not array.flags.c_contiguous:
-        data = array.T  # .npy stores Fortran-ordered arrays as their transpose's C order
+    if not array.nbytes:
+        return header.getvalue(), memoryview(b"")
+    if array.flags.c_contiguous:
+        data = np.asarray(array)
+    elif array.flags.f_contiguous:
+        data = np.asarray(array.T)  # .npy stores Fortran order as the transpose's C order
     else:
-        data = np.ascontiguousarray(array)
-    return header.getvalue(), data.data.cast("B") if data.size else memoryview(b"")
+        # Copied as raw items: numpy copies structured dtypes field by field, leaving
+        # their padding uninitialised (so numpy.save writes random bytes there).
+        data = np.ascontiguousarray(array.view(np.dtype((np.void, array.dtype.itemsize))))
+    # Bytes viewed in numpy: the buffer protocol cannot export every dtype (datetime64).
+    return header.getvalue(), data.reshape(-1).view(np.uint8).data
 
 
 def _encode_ndarray(array: np.ndarray[Any, Any]) -> bytes:
@@ -207,7 +230,7 @@ def _pack(value: Any) -> bytes:
     except EncodeError:
         packer.reset()
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         packer.reset()
         raise EncodeError(f"cannot encode {type(value).__name__} value: {exc}") from exc
 
@@ -250,6 +273,26 @@ def encode_value(value: Any, encoding: bytes = ENCODING_DEFAULT) -> bytes:
 # --------------------------------------------------------------------------- decoding
 
 
+def _read_array_header_3_0(fp: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Read a version 3.0 .npy header: version 2.0 with UTF-8 instead of latin-1 text.
+
+    numpy has no public reader for it, so the text is recast as a version 2.0 header
+    with its non-latin-1 characters (which only occur inside the str literals of field
+    names) written as backslash escapes, which mean the same characters there.
+    """
+    (length,) = struct.unpack("<I", fp.read(4))
+    raw = fp.read(length)
+    if len(raw) != length:
+        raise DecodeError("truncated numpy array header")
+    text = raw.decode("utf-8")
+    if len(text) > _MAX_NPY_HEADER:
+        raise DecodeError(f"numpy array header of {len(text)} characters is too long")
+    escaped = text.encode("latin-1", "backslashreplace")
+    return np.lib.format.read_array_header_2_0(
+        io.BytesIO(struct.pack("<I", len(escaped)) + escaped), max_header_size=len(escaped)
+    )
+
+
 def _decode_ndarray(data: bytes | memoryview) -> np.ndarray[Any, Any]:
     """Array from a .npy file held in `data`, with exactly one copy of the data."""
     header = io.BytesIO(data[: 65536 + 16] if len(data) > 65536 + 16 else data)
@@ -259,12 +302,11 @@ def _decode_ndarray(data: bytes | memoryview) -> np.ndarray[Any, Any]:
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(header)
         elif version == (2, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(header)
+        elif version == (3, 0):
+            # Not numpy.load: it allocates what the header claims before reading the data.
+            shape, fortran, dtype = _read_array_header_3_0(header)
         else:
-            # Version 3 (UTF-8 field names) is rare: let numpy read the whole thing.
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-            if not isinstance(array, np.ndarray):
-                raise DecodeError("numpy array payload is not an array")
-            return array
+            raise DecodeError(f"unknown .npy format version {version}")
     except DecodeError:
         raise
     except Exception as exc:
@@ -280,19 +322,35 @@ def _decode_ndarray(data: bytes | memoryview) -> np.ndarray[Any, Any]:
             f"numpy array of shape {shape} and dtype {dtype} needs "
             f"{count * dtype.itemsize} bytes, payload has {len(data) - start}"
         )
+    if count > _MAX_ELEMENTS:
+        raise DecodeError(f"numpy array of shape {shape} has too many elements")
     if dtype.itemsize == 0:
-        return np.empty(shape, dtype, order="F" if fortran else "C")
-    flat = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+        # As numpy.load does: np.empty would widen S0 / U0 to S1 / U1 of uninitialised memory.
+        return np.ndarray(shape, dtype, order="F" if fortran else "C")
+    # One copy of the raw bytes: an array copy would go field by field and leave the
+    # padding of structured dtypes uninitialised (as numpy.load does).
+    buffer = np.empty(count * dtype.itemsize, np.uint8)
+    buffer[:] = np.frombuffer(data, np.uint8, count * dtype.itemsize, start)
+    flat = buffer.view(dtype)
     if fortran:
-        return flat.reshape(shape[::-1]).T.copy(order="F")
-    return flat.reshape(shape).copy()
+        return flat.reshape(shape[::-1]).T
+    return flat.reshape(shape)
 
 
-def _decode_numpy_scalar(data: bytes) -> np.generic:
+def _new_unpacker(data: bytes, depth: int) -> msgpack.Unpacker:
+    """An Unpacker holding `data`, every length capped at its size."""
     unpacker = msgpack.Unpacker(
-        raw=False, ext_hook=_ext_hook, strict_map_key=False, max_buffer_size=max(len(data), 1)
+        raw=False,
+        ext_hook=_EXT_HOOKS[depth],
+        strict_map_key=False,
+        max_buffer_size=max(len(data), 1),
     )
     unpacker.feed(data)
+    return unpacker
+
+
+def _decode_numpy_scalar(data: bytes, depth: int) -> np.generic:
+    unpacker = _new_unpacker(data, depth)
     try:
         descr = unpacker.unpack()
     except msgpack.OutOfData as exc:
@@ -304,6 +362,14 @@ def _decode_numpy_scalar(data: bytes) -> np.generic:
         raise DecodeError(f"bad numpy dtype {descr!r}: {exc}") from exc
     if dtype.hasobject:
         raise DecodeError(f"refusing numpy scalar of dtype {dtype}: it would need pickles")
+    if dtype.itemsize == 0:
+        # An empty str / bytes / void, such as np.array(["a", ""])[1]: numpy.frombuffer
+        # refuses zero-width dtypes (katsdptelstate cannot decode these), and the value
+        # was encoded as its tobytes(), which pads S0 and U0 to a character.
+        empty = np.ndarray((), dtype)[()]
+        if raw != empty.tobytes():
+            raise DecodeError(f"numpy scalar of dtype {dtype} has {len(raw)} bytes of data")
+        return empty  # type: ignore[return-value]
     if len(raw) != dtype.itemsize:
         raise DecodeError(
             f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes, not {len(raw)}"
@@ -311,9 +377,26 @@ def _decode_numpy_scalar(data: bytes) -> np.generic:
     return np.frombuffer(raw, dtype, 1)[0]  # type: ignore[no-any-return]
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
+def _unpack_nested(data: bytes, depth: int) -> Any:
+    """The MessagePack object held in an extension, at nesting `depth` (see _MAX_NESTING)."""
+    if depth < _FAST_NESTING:
+        return _unpack(data, depth)
+    unpacker = _new_unpacker(data, depth)
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData as exc:
+        raise DecodeError("truncated MessagePack in an extension") from exc
+    if unpacker.tell() != len(data):
+        raise DecodeError("extra bytes after MessagePack in an extension")
+    return value
+
+
+def _decode_ext(depth: int, code: int, data: bytes) -> Any:
+    """Decode an extension found at nesting `depth` (0 in the top-level value)."""
+    if depth >= _MAX_NESTING:
+        raise DecodeError(f"extensions nested more than {_MAX_NESTING} deep")
     if code == EXT_TUPLE:
-        items = _unpack(data)
+        items = _unpack_nested(data, depth + 1)
         if not isinstance(items, list):
             raise DecodeError("tuple extension does not hold a list")
         return tuple(items)
@@ -324,17 +407,23 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_NDARRAY:
         return _decode_ndarray(data)
     if code == EXT_NUMPY_SCALAR:
-        return _decode_numpy_scalar(data)
+        return _decode_numpy_scalar(data, depth + 1)
     raise DecodeError(f"unknown MessagePack extension type {code}")
 
 
-def _unpack(payload: bytes | memoryview) -> Any:
+# The unpacker's ext_hook for each nesting depth, so that no state needs passing around.
+_EXT_HOOKS: Final = tuple(functools.partial(_decode_ext, d) for d in range(_MAX_NESTING + 1))
+#: The ext_hook of a top-level value
+_ext_hook: Final = _EXT_HOOKS[0]
+
+
+def _unpack(payload: bytes | memoryview, depth: int = 0) -> Any:
     limit = len(payload)
     return msgpack.unpackb(
         payload,
         raw=False,
         strict_map_key=False,
-        ext_hook=_ext_hook,
+        ext_hook=_EXT_HOOKS[depth],
         max_str_len=limit,
         max_bin_len=limit,
         max_array_len=limit,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._codec import ENCODING_DEFAULT, decode_value, encode_value
@@ -139,6 +140,21 @@ class TelescopeState(TelescopeStateBase[Backend]):
         """
         data, name = read_source(file)
         return self._backend.load_rdb(RdbIndex(data, name, verify_checksum=True))
+
+    def save_to_file(
+        self, filename: str | os.PathLike[str], keys: Iterable[str | bytes] | None = None
+    ) -> int:
+        """Write keys (default: all, whatever the view) to an RDB file; return how many.
+
+        The file is RDB version 9 in encodings every reader knows (katsdptelstate
+        1.0, Redis >= 5), whichever backend holds the data; see
+        :class:`telstate.rdb.RDBWriter` for more control.
+        """
+        from .rdb import RDBWriter
+
+        with RDBWriter(filename) as writer:
+            writer.save(self._backend, keys)
+        return writer.keys_written
 
     # -- attribute and item access
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from .._codec import ENCODING_DEFAULT, decode_value, encode_value
@@ -42,11 +43,12 @@ from .._samples import decode_batch
 from .._updates import KeyUpdate
 from ..backends.base import Write
 from ..rdb._reader import RdbIndex
+from ..rdb._save import RDBWriter as _SyncRDBWriter
 from ..rdb._source import RdbSource, read_source
 from .backend import AsyncBackend, AsyncSubscription
 from .memory import MemoryBackend
 
-__all__ = ["AsyncBackend", "MemoryBackend", "Pipeline", "TelescopeState"]
+__all__ = ["AsyncBackend", "MemoryBackend", "Pipeline", "RDBWriter", "TelescopeState"]
 
 
 class TelescopeState(TelescopeStateBase[AsyncBackend]):
@@ -92,6 +94,20 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         """
         index = await asyncio.to_thread(_index, file)
         return await self._backend.load_rdb(index)
+
+    async def save_to_file(
+        self, filename: str | os.PathLike[str], keys: Iterable[str | bytes] | None = None
+    ) -> int:
+        """Write keys to an RDB file without blocking the loop; return how many.
+
+        See :meth:`telstate.TelescopeState.save_to_file` and :class:`RDBWriter`.
+        """
+        writer = await asyncio.to_thread(RDBWriter, filename)
+        try:
+            await writer.save(self, keys)
+        finally:
+            await writer.close()
+        return writer.keys_written
 
     # -- whole keys
 
@@ -355,6 +371,47 @@ class Pipeline:
     async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
             await self.execute()
+
+
+class RDBWriter:
+    """An RDB file written from an asyncio telescope state, off the event loop.
+
+    The same as :class:`telstate.rdb.RDBWriter`, except that :meth:`save` is a
+    coroutine reading keys from an asyncio TelescopeState or backend; encoding
+    and file writes run in a worker thread.  Use ``async with``.
+    """
+
+    def __init__(self, filename: str | os.PathLike[str], version: int = 9) -> None:
+        self._writer = _SyncRDBWriter(filename, version)
+
+    @property
+    def keys_written(self) -> int:
+        return self._writer.keys_written
+
+    @property
+    def keys_failed(self) -> int:
+        return self._writer.keys_failed
+
+    async def save(self, client: Any, keys: Iterable[str | bytes] | None = None) -> None:
+        """Write keys (default: all) of an asyncio TelescopeState or backend."""
+        backend: AsyncBackend = client.backend if isinstance(client, TelescopeState) else client
+        names = (
+            [ensure_bytes(key) for key in keys] if keys is not None else await backend.keys(b"*")
+        )
+        for start in range(0, len(names), 256):
+            chunk = names[start : start + 256]
+            snapshots = await backend.snapshot(chunk)
+            await asyncio.to_thread(self._writer.save_snapshots, zip(chunk, snapshots, strict=True))
+
+    async def close(self) -> None:
+        """Finish and close the file."""
+        await asyncio.to_thread(self._writer.close)
+
+    async def __aenter__(self) -> RDBWriter:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        await self.close()
 
 
 def _index(file: RdbSource) -> RdbIndex:

@@ -18,7 +18,7 @@ from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
-from ..backends.base import Found, KeyStats, Write
+from ..backends.base import Found, KeyStats, Snapshot, Write
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -83,6 +83,9 @@ class AsyncBackend(ABC):
 
     @abstractmethod
     async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]: ...
+
+    @abstractmethod
+    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]: ...
 
     @abstractmethod
     async def load_rdb(self, index: RdbIndex) -> int: ...

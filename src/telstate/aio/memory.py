@@ -19,7 +19,7 @@ from .._keys import KeyType
 from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
-from ..backends.base import Backend, Found, KeyStats, Write
+from ..backends.base import Backend, Found, KeyStats, Snapshot, Write
 from ..backends.memory import MemoryBackend as SyncMemoryBackend
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -97,6 +97,9 @@ class LocalBackend(AsyncBackend):
 
     async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return self.sync.stats(keys)
+
+    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        return self.sync.snapshot(keys)
 
     async def load_rdb(self, index: RdbIndex) -> int:
         return await asyncio.to_thread(self.sync.load_rdb, index)

@@ -28,7 +28,7 @@ from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
-from ..backends.base import Found, KeyStats, Write
+from ..backends.base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 from ..backends.redis import _CONNECT_KWARGS, describe_server, redis_errors
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
@@ -313,6 +313,19 @@ class RedisBackend(AsyncBackend):
                     pipe.execute_command(*command)
                 replies = await pipe.execute()
         return proto.parse_stats(kinds, replies, usage)
+
+    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        result: list[Snapshot | None] = []
+        for key in keys:
+            found = await self.get([key])
+            if found is None:
+                result.append(None)
+            elif found[1] is KeyType.MUTABLE:
+                batch = await self.get_range([key], ALL_SAMPLES)
+                result.append(None if batch is None else (KeyType.MUTABLE, batch))
+            else:
+                result.append((found[1], found[2]))
+        return result
 
     async def load_rdb(self, index: RdbIndex) -> int:
         keys = list(index.entries)

@@ -23,14 +23,19 @@ from typing import TYPE_CHECKING
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
-from .._ranges import RangeQuery
+from .._ranges import RangeQuery, resolve_range
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["Backend", "Found", "KeyStats", "Subscription", "Write"]
+__all__ = ["ALL_SAMPLES", "Backend", "Found", "KeyStats", "Snapshot", "Subscription", "Write"]
+
+#: A key's whole content: immutable bytes, every sample of a sensor, an indexed key's dict.
+Snapshot = tuple[KeyType, "bytes | SampleBatch | dict[bytes, bytes]"]
+#: The query for every sample of a sensor.
+ALL_SAMPLES = resolve_range(0.0, None, False, False)
 
 #: What a read finds: (index of the candidate key, its type, payload, timestamp).
 #: The payload is the value (immutable), the latest value (sensor, with its
@@ -161,6 +166,20 @@ class Backend(ABC):
 
         ImmutableKeyError if that key is not a sensor and the query reads samples.
         """
+
+    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        """The whole content of each of `keys` (None where absent), for writing files."""
+        result: list[Snapshot | None] = []
+        for key in keys:
+            found = self.get([key])
+            if found is None:
+                result.append(None)
+            elif found[1] is KeyType.MUTABLE:
+                batch = self.get_range([key], ALL_SAMPLES)
+                result.append(None if batch is None else (KeyType.MUTABLE, batch))
+            else:
+                result.append((found[1], found[2]))
+        return result
 
     @abstractmethod
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:

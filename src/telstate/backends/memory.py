@@ -28,7 +28,7 @@ from .._ranges import RangeQuery
 from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
 from ..rdb._load import merge_writes
-from .base import Backend, Found, KeyStats, Subscription
+from .base import ALL_SAMPLES, Backend, Found, KeyStats, Snapshot, Subscription
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -219,6 +219,22 @@ class MemoryBackend(Backend):
             if key in self._subscribers:
                 self._publish(KeyUpdate(key, KeyType.INDEXED, value, sub_key=sub_key))
             return None
+
+    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        result: list[Snapshot | None] = []
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is None:
+                    result.append(None)
+                elif type(value) is SampleStore:
+                    result.append((KeyType.MUTABLE, value.query(ALL_SAMPLES)))
+                elif isinstance(value, dict):
+                    result.append((KeyType.INDEXED, dict(value)))
+                else:
+                    assert isinstance(value, bytes)
+                    result.append((KeyType.IMMUTABLE, value))
+        return result
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         result: list[KeyStats | None] = []

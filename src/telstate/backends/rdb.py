@@ -24,7 +24,7 @@ from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
-from .base import Backend, Found, KeyStats, Subscription, Write
+from .base import Backend, Found, KeyStats, Snapshot, Subscription, Write
 
 __all__ = ["RdbBackend"]
 
@@ -151,6 +151,22 @@ class RdbBackend(Backend):
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _NoUpdates()
+
+    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        result: list[Snapshot | None] = []
+        for key in keys:
+            entry = self.index.entries.get(key)
+            if entry is None:
+                result.append(None)
+                continue
+            kind = self.index.key_type(entry)
+            if kind is KeyType.MUTABLE:
+                result.append((kind, self.index.read_samples(key)))
+            else:
+                value = self.index.read(key)
+                assert isinstance(value, bytes | dict)
+                result.append((kind, value))
+        return result
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         result: list[KeyStats | None] = []

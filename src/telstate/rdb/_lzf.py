@@ -26,6 +26,9 @@ _MAX_MATCH = 7 + 255 + 2
 def lzf_decompress(data: bytes | bytearray | memoryview, expected_length: int) -> bytes:
     """Decompress LZF ``data`` that must expand to exactly ``expected_length`` bytes.
 
+    The output never grows beyond ``expected_length`` bytes, whatever the input, and
+    nothing is allocated up front, so a wrong ``expected_length`` costs nothing.
+
     Raises
     ------
     ValueError
@@ -51,20 +54,18 @@ def lzf_decompress(data: bytes | bytearray | memoryview, expected_length: int) -
                 )
             op += ctrl + 1
             if op > expected_length:
-                raise ValueError(
-                    f"LZF: output longer than the expected {expected_length} bytes"
-                )
+                raise ValueError(f"LZF: output longer than the expected {expected_length} bytes")
             out += src[ip:end]
             ip = end
             continue
         length = (ctrl >> 5) + 2
         if length == 9:
             if ip >= n:
-                raise ValueError(f"LZF: truncated data: back-reference at input offset {ip - 1}")
+                raise ValueError(f"LZF: truncated data: back-reference cut short at byte {n}")
             length += src[ip]
             ip += 1
         if ip >= n:
-            raise ValueError(f"LZF: truncated data: back-reference at input offset {ip - 1}")
+            raise ValueError(f"LZF: truncated data: back-reference cut short at byte {n}")
         offset = ((ctrl & 0x1F) << 8 | src[ip]) + 1
         ip += 1
         start = op - offset
@@ -85,9 +86,7 @@ def lzf_decompress(data: bytes | bytearray | memoryview, expected_length: int) -
             out += pattern[:rest]
         op += length
     if op != expected_length:
-        raise ValueError(
-            f"LZF: data expands to {op} bytes, not the expected {expected_length}"
-        )
+        raise ValueError(f"LZF: data expands to {op} bytes, not the expected {expected_length}")
     return bytes(out)
 
 

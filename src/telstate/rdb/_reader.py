@@ -302,7 +302,7 @@ class RdbIndex:
             raise _Corrupt(f"{self._n - pos - 8} bytes after the checksum", pos + 8)
         stored = int.from_bytes(self._buf[pos : pos + 8], "little")
         if verify_checksum and stored != 0:
-            actual = crc64(self._buf[:pos])
+            actual = crc64(memoryview(self._buf)[:pos])
             if actual != stored:
                 raise _Corrupt(
                     f"checksum mismatch: file says {stored:016x}, data gives {actual:016x}", pos

@@ -78,6 +78,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from .._ranges import pack_timestamp
+from .._samples import SampleBatch
 from . import _format as F
 from ._crc64 import crc64
 
@@ -239,6 +241,31 @@ def sensor_record(key: bytes, members: Sequence[bytes]) -> bytes:
         entries[::2] = members
         return _record_head(F.TYPE_ZSET_ZIPLIST, key) + encode_string(encode_ziplist(entries))
     return _big_zset_record(key, members)
+
+
+def sensor_batch_record(key: bytes, batch: SampleBatch) -> bytes:
+    """Record of a sensor from a :class:`SampleBatch` (sorted and distinct, as stores keep it).
+
+    Fixed-size values (most sensors) are laid out in bulk without ever making
+    one bytes object per member.
+    """
+    n = len(batch)
+    ends = np.asarray(batch.ends, np.int64)
+    size = len(batch.data) // n if n else 0
+    if n <= ZSET_MAX_ZIPLIST_ENTRIES or not n or size * n != len(batch.data) or not (
+        np.diff(ends, prepend=0) == size
+    ).all():
+        return sensor_record(key, [pack_timestamp(t) + v for v, t in batch.encoded()])
+    rows = np.empty((n, 8 + size), np.uint8)
+    rows[:, :8] = np.asarray(batch.times, np.float64).astype(">f8").view(np.uint8).reshape(n, 8)
+    rows[:, 8:] = np.frombuffer(batch.data, np.uint8).reshape(n, size)
+    head = _record_head(F.TYPE_ZSET_2, key) + encode_length(n)
+    return _fixed_rows(head, rows[::-1])
+
+
+def raw_record(type_code: int, key: bytes, value: bytes) -> bytes:
+    """Record from a value already in RDB encoding (e.g. the body of a DUMP payload)."""
+    return _record_head(type_code, key) + value
 
 
 def hash_record(key: bytes, fields: Mapping[bytes, bytes]) -> bytes:
@@ -503,6 +530,14 @@ class RdbEncoder:
     def hash(self, key: bytes, fields: Mapping[bytes, bytes]) -> bytes:
         """An indexed key (see :func:`hash_record`)."""
         return self._emit(hash_record(key, fields))
+
+    def sensor_batch(self, key: bytes, batch: SampleBatch) -> bytes:
+        """A sensor from a batch of samples (see :func:`sensor_batch_record`)."""
+        return self._emit(sensor_batch_record(key, batch))
+
+    def raw(self, type_code: int, key: bytes, value: bytes) -> bytes:
+        """A key whose value is already RDB-encoded (see :func:`raw_record`)."""
+        return self._emit(raw_record(type_code, key, value))
 
     def footer(self) -> bytes:
         """EOF and the CRC-64 of the whole file: the last chunk."""
