@@ -63,3 +63,35 @@ def test_install_refuses_when_real_package_is_loaded() -> None:
         """
     )
     assert out.split() == ["refused", "True", "True", "False"]
+
+
+def test_every_public_submodule_is_provided() -> None:
+    out = _run(
+        """
+        import telstate, telstate.compat, telstate.aio
+        names = telstate.compat.install()
+        import katsdptelstate.aio, katsdptelstate.redis, katsdptelstate.rdb_writer
+        from katsdptelstate.aio.memory import MemoryBackend
+        from katsdptelstate.aio.redis import RedisBackend
+        from katsdptelstate.aio.rdb_writer import RDBWriter
+        from katsdptelstate.rdb_writer import RDBWriter as SyncWriter
+        assert katsdptelstate.aio.TelescopeState is telstate.aio.TelescopeState
+        assert SyncWriter is telstate.rdb.RDBWriter and RDBWriter is telstate.aio.RDBWriter
+        print(' '.join(names))
+        """
+    )
+    assert out.split() == [
+        "katsdptelstate",
+        "katsdptelstate.aio",
+        "katsdptelstate.aio.memory",
+        "katsdptelstate.aio.rdb_writer",
+        "katsdptelstate.aio.redis",
+        "katsdptelstate.backend",
+        "katsdptelstate.encoding",
+        "katsdptelstate.endpoint",
+        "katsdptelstate.errors",
+        "katsdptelstate.memory",
+        "katsdptelstate.rdb_writer",
+        "katsdptelstate.redis",
+        "katsdptelstate.utils",
+    ]

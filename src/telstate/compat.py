@@ -11,8 +11,11 @@ services) gets telstate without a line of that code changing::
     import katsdptelstate                     # telstate underneath
     ts = katsdptelstate.TelescopeState()
 
-Submodules that telstate does not provide yet are simply absent (importing
-them fails as if katsdptelstate lacked them).  The aliases are plain module
+Provided: the package itself, ``errors``, ``encoding``, ``endpoint``,
+``utils``, ``backend``, ``memory``, ``redis``, ``rdb_writer``, ``aio``,
+``aio.memory``, ``aio.redis`` and ``aio.rdb_writer``.  ``rdb_reader`` is not:
+its callback interface belongs to rdbtools, and
+:meth:`TelescopeState.load_from_file` replaces it.  The aliases are plain module
 objects: ``katsdptelstate.TelescopeState is telstate.TelescopeState``.
 """
 
@@ -49,7 +52,6 @@ _ALIASES: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "backend": ("telstate.backends.base", ("Backend",)),
     "memory": ("telstate.backends.memory", ("MemoryBackend",)),
     "redis": ("telstate.backends.redis", ("RedisBackend",)),
-    "rdb_reader": ("telstate.rdb", ("load_from_file",)),
     "rdb_writer": ("telstate.rdb", ("RDBWriter",)),
     "aio": ("telstate.aio", None),
     "aio.memory": ("telstate.aio.memory", ("MemoryBackend",)),
