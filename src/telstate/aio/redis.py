@@ -40,8 +40,6 @@ __all__ = ["RedisBackend"]
 
 logger = logging.getLogger(__name__)
 
-_SCAN_COUNT = 1000
-_RESTORE_CHUNK_KEYS = 256
 _RECONNECT_DELAY = 0.1
 
 
@@ -251,7 +249,7 @@ class RedisBackend(AsyncBackend):
     async def keys(self, pattern: bytes) -> list[bytes]:
         with redis_errors(self.server):
             return list(
-                {key async for key in self.client.scan_iter(match=pattern, count=_SCAN_COUNT)}
+                {key async for key in self.client.scan_iter(match=pattern, count=proto.SCAN_COUNT)}
             )
 
     async def get_indexed(
@@ -330,8 +328,8 @@ class RedisBackend(AsyncBackend):
     async def load_rdb(self, index: RdbIndex) -> int:
         keys = list(index.entries)
         merge: list[bytes] = []
-        for start in range(0, len(keys), _RESTORE_CHUNK_KEYS):
-            chunk = keys[start : start + _RESTORE_CHUNK_KEYS]
+        for start in range(0, len(keys), proto.RESTORE_CHUNK_KEYS):
+            chunk = keys[start : start + proto.RESTORE_CHUNK_KEYS]
             payloads = await asyncio.to_thread(_payloads, index, chunk)
             with redis_errors(self.server):
                 async with self.client.pipeline(transaction=False) as pipe:

@@ -189,6 +189,10 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 
 #: Most samples or sub-keys sent in one script call: bounds how long the server is busy.
 BATCH_CHUNK = 2000
+#: Keys visited per SCAN call: one round trip for a typical telescope state.
+SCAN_COUNT = 10_000
+#: Keys per pipeline of RESTOREs when loading a file.
+RESTORE_CHUNK_KEYS = 256
 
 
 def member(timestamp: float, value: bytes) -> bytes:

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-_SCAN_COUNT = 1000
-_RESTORE_CHUNK_KEYS = 256  # keys per pipeline when loading a file
 # Fail within seconds when a server is unreachable, and notice dead connections.
 _CONNECT_KWARGS: dict[str, Any] = {
     "socket_timeout": 5.0,
@@ -208,7 +206,7 @@ class RedisBackend(Backend):
         with redis_errors(self.server):
             while True:
                 cursor, batch = self._runner.one(
-                    "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT
+                    "SCAN", cursor, "MATCH", pattern, "COUNT", proto.SCAN_COUNT
                 )
                 found.update(batch)
                 if cursor in (b"0", 0):
@@ -256,8 +254,8 @@ class RedisBackend(Backend):
         # encoding newer than it knows), are merged with ordinary writes.
         keys = list(index.entries)
         merge: list[bytes] = []
-        for start in range(0, len(keys), _RESTORE_CHUNK_KEYS):
-            chunk = keys[start : start + _RESTORE_CHUNK_KEYS]
+        for start in range(0, len(keys), proto.RESTORE_CHUNK_KEYS):
+            chunk = keys[start : start + proto.RESTORE_CHUNK_KEYS]
             commands = [("RESTORE", key, 0, proto.restore_payload(index, key)) for key in chunk]
             with redis_errors(self.server):
                 replies = self._runner.run(commands)
