@@ -166,10 +166,6 @@ class _Hub:
         self.confirmed.clear()
 
 
-def _payloads(index: RdbIndex, keys: list[bytes]) -> list[bytes]:
-    return [proto.restore_payload(index, key) for key in keys]
-
-
 class RedisBackend(AsyncBackend):
     """Telescope state in a Redis server, for asyncio.
 
@@ -328,19 +324,20 @@ class RedisBackend(AsyncBackend):
     async def load_rdb(self, index: RdbIndex) -> int:
         keys = list(index.entries)
         merge: list[bytes] = []
-        for start in range(0, len(keys), proto.RESTORE_CHUNK_KEYS):
-            chunk = keys[start : start + proto.RESTORE_CHUNK_KEYS]
-            payloads = await asyncio.to_thread(_payloads, index, chunk)
+        batches = proto.restore_batches(index, keys)
+        pending = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+        while (batch := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
             with redis_errors(self.server):
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for key, payload in zip(chunk, payloads, strict=True):
+                    for key, payload in batch:
                         pipe.execute_command("RESTORE", key, 0, payload)
                     replies = await pipe.execute(raise_on_error=False)
-            for key, reply in zip(chunk, replies, strict=True):
-                if isinstance(reply, redis.ResponseError):
-                    merge.append(key)
-                elif isinstance(reply, Exception):
-                    raise reply
+            merge += [
+                key
+                for (key, _), reply in zip(batch, replies, strict=True)
+                if not proto.restored(reply)
+            ]
         if merge:
             writes = await asyncio.to_thread(
                 lambda: [write for key in merge for write in merge_writes(index, key)]

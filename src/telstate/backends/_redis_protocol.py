@@ -19,7 +19,7 @@ prefixes the view has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ImmutableKeyError
@@ -191,8 +191,9 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 BATCH_CHUNK = 2000
 #: Keys visited per SCAN call: one round trip for a typical telescope state.
 SCAN_COUNT = 10_000
-#: Keys per pipeline of RESTOREs when loading a file.
+#: Keys, and payload bytes, per pipeline of RESTOREs when loading a file.
 RESTORE_CHUNK_KEYS = 256
+RESTORE_CHUNK_BYTES = 4 << 20
 
 
 def member(timestamp: float, value: bytes) -> bytes:
@@ -395,3 +396,23 @@ def parse_stats(
         else:
             result.append(KeyStats(key_type, 1, int(size)))
     return result
+
+
+def restore_batches(index: RdbIndex, keys: Sequence[bytes]) -> Iterator[list[tuple[bytes, bytes]]]:
+    """(key, RESTORE payload) pairs in batches of a few MB or a few hundred keys."""
+    batch: list[tuple[bytes, bytes]] = []
+    size = 0
+    for key in keys:
+        payload = restore_payload(index, key)
+        batch.append((key, payload))
+        size += len(payload)
+        if len(batch) >= RESTORE_CHUNK_KEYS or size >= RESTORE_CHUNK_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def restored(reply: Any) -> bool:
+    """Whether a RESTORE reply says OK (raw, or as redis-py's callbacks turn it)."""
+    return reply is True or reply == b"OK"

@@ -15,16 +15,24 @@ through a redis-py pipeline instead: slower, same results.
 
 Scripts are sent as EVALSHA; a NOSCRIPT reply (a restarted or flushed server)
 makes the runner load every script and send the whole batch again, which is
-safe because every telstate write is idempotent.  A dropped connection is
-retried once on a fresh connection, for the same reason; if that fails too the
-error reaches the caller as :class:`redis.ConnectionError`.
+safe because every telstate write is idempotent.
+
+Retry policy: a batch that meets a dropped connection, a refused connection or
+a timeout is sent again on a fresh connection, with backoff (50 ms doubling
+to 1 s), until ``retry_window`` seconds have passed since the first failure;
+then the error reaches the caller (as :class:`telstate.ConnectionError`, via
+the backend).  Again this is safe because writes are idempotent: a write whose
+reply was lost and that is sent again changes nothing the second time.  Wrong
+credentials are never retried.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +40,9 @@ from typing import Any
 import hiredis
 import redis
 
-__all__ = ["Call", "CommandRunner", "make_runner"]
+__all__ = ["RETRY_WINDOW", "Call", "CommandRunner", "make_runner"]
+
+logger = logging.getLogger(__name__)
 
 #: A command: its words, or ("script", name, keys, args) for a Lua script.
 Call = tuple[Any, ...]
@@ -61,10 +71,17 @@ def pack(commands: Sequence[Sequence[Any]]) -> bytes:
     return b"".join(parts)
 
 
+#: Default seconds to keep retrying a batch after a connection failure.
+RETRY_WINDOW = 5.0
+_FIRST_DELAY = 0.05
+_MAX_DELAY = 1.0
+
+
 class CommandRunner:
     """Runs batches of commands and scripts, returning replies (errors in place)."""
 
-    def __init__(self, scripts: Mapping[str, str]) -> None:
+    def __init__(self, scripts: Mapping[str, str], retry_window: float = RETRY_WINDOW) -> None:
+        self.retry_window = retry_window
         self.scripts = dict(scripts)
         self.shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in scripts.items()
@@ -76,18 +93,39 @@ class CommandRunner:
             return ("EVALSHA", self.shas[name], len(keys), *keys, *args)
         return call
 
-    def run(self, calls: Sequence[Call]) -> list[Any]:
-        """Replies to `calls`, in order; error replies are ResponseError objects."""
+    def run(self, calls: Sequence[Call], retry: bool = True) -> list[Any]:
+        """Replies to `calls`, in order; error replies are ResponseError objects.
+
+        With `retry`, connection failures are retried (see the module notes).
+        """
         commands = [self._expand(call) for call in calls]
-        replies = self._send(commands)
+        replies = self._retrying(commands, retry)
         if any(_is_noscript(reply) for reply in replies):
-            self._send([("SCRIPT", "LOAD", text) for text in self.scripts.values()])
-            replies = self._send(commands)
+            self._retrying([("SCRIPT", "LOAD", text) for text in self.scripts.values()], retry)
+            replies = self._retrying(commands, retry)
         return replies
 
-    def one(self, *words: Any) -> Any:
+    def _retrying(self, commands: list[tuple[Any, ...]], retry: bool) -> list[Any]:
+        deadline: float | None = None
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                return self._send(commands)
+            except redis.AuthenticationError:
+                raise
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.retry_window
+                if not retry or now + delay > deadline:
+                    raise
+                logger.warning("lost the connection to Redis; trying again in %.2f s", delay)
+                time.sleep(delay)
+                delay = min(2 * delay, _MAX_DELAY)
+
+    def one(self, *words: Any, retry: bool = True) -> Any:
         """Reply to a single command or script; an error reply is raised."""
-        (reply,) = self.run([words])
+        (reply,) = self.run([words], retry)
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -135,8 +173,10 @@ class _SocketRunner(CommandRunner):
     is garbage-collected.
     """
 
-    def __init__(self, client: redis.Redis, scripts: Mapping[str, str]) -> None:
-        super().__init__(scripts)
+    def __init__(
+        self, client: redis.Redis, scripts: Mapping[str, str], retry_window: float
+    ) -> None:
+        super().__init__(scripts, retry_window)
         self._pool = client.connection_pool
         self._idle: list[_Slot] = []
         self._lock = threading.Lock()
@@ -144,30 +184,28 @@ class _SocketRunner(CommandRunner):
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         payload = pack(commands)
-        for attempt in (0, 1):
-            with self._lock:
-                slot = self._idle.pop() if self._idle else None
-            try:
-                if slot is None:
-                    # Our own connection, made like the pool's but not counted by it
-                    pool = self._pool
-                    slot = _Slot(pool.connection_class(**pool.connection_kwargs))
-                slot.sock.sendall(payload)
-                replies = _read(slot.sock, slot.reader, slot.buffer, len(commands))
-            except (OSError, redis.ConnectionError) as exc:
-                if slot is not None:
-                    slot.connection.disconnect()
-                if attempt:
-                    raise redis.ConnectionError(str(exc) or type(exc).__name__) from exc
-                continue
-            except BaseException:
-                if slot is not None:
-                    slot.connection.disconnect()  # interrupted mid-reply: the stream is unusable
-                raise
-            with self._lock:
-                self._idle.append(slot)
-            return replies
-        raise AssertionError("unreachable")
+        with self._lock:
+            slot = self._idle.pop() if self._idle else None
+        try:
+            if slot is None:
+                # Our own connection, made like the pool's but not counted by it
+                pool = self._pool
+                slot = _Slot(pool.connection_class(**pool.connection_kwargs))
+            slot.sock.sendall(payload)
+            replies = _read(slot.sock, slot.reader, slot.buffer, len(commands))
+        except redis.AuthenticationError:
+            raise
+        except (OSError, redis.ConnectionError) as exc:
+            if slot is not None:
+                slot.connection.disconnect()
+            raise redis.ConnectionError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            if slot is not None:
+                slot.connection.disconnect()  # interrupted mid-reply: the stream is unusable
+            raise
+        with self._lock:
+            self._idle.append(slot)
+        return replies
 
     def close(self) -> None:
         with self._lock:
@@ -191,8 +229,8 @@ def _read(sock: socket.socket, reader: Any, buffer: bytearray, count: int) -> li
 class _PipelineRunner(CommandRunner):
     """Any redis-py-compatible client, through its pipelines."""
 
-    def __init__(self, client: Any, scripts: Mapping[str, str]) -> None:
-        super().__init__(scripts)
+    def __init__(self, client: Any, scripts: Mapping[str, str], retry_window: float) -> None:
+        super().__init__(scripts, retry_window)
         self._client = client
 
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -208,7 +246,9 @@ class _PipelineRunner(CommandRunner):
 _PLAIN_CONNECTIONS = (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
 
 
-def make_runner(client: Any, scripts: Mapping[str, str]) -> CommandRunner:
+def make_runner(
+    client: Any, scripts: Mapping[str, str], retry_window: float = RETRY_WINDOW
+) -> CommandRunner:
     """The fastest runner that works with `client`."""
     pool = getattr(client, "connection_pool", None)
     if (
@@ -217,5 +257,5 @@ def make_runner(client: Any, scripts: Mapping[str, str]) -> CommandRunner:
         and pool.connection_class in _PLAIN_CONNECTIONS
         and pool.connection_kwargs.get("protocol") not in (3, "3")
     ):
-        return _SocketRunner(client, scripts)
-    return _PipelineRunner(client, scripts)
+        return _SocketRunner(client, scripts, retry_window)
+    return _PipelineRunner(client, scripts, retry_window)

@@ -13,6 +13,7 @@ server (never its password).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..rdb._load import merge_writes
 from . import _redis_protocol as proto
-from ._wire import make_runner
+from ._wire import RETRY_WINDOW, make_runner
 from .base import Backend, Found, KeyStats, Subscription, Write
 
 if TYPE_CHECKING:
@@ -130,6 +131,9 @@ class RedisBackend(Backend):
     client
         A :class:`redis.Redis` client (``decode_responses`` must be false).
         A fakeredis client works too, if its Lua support is installed.
+    retry_window
+        Seconds to keep retrying a call after its connection fails (the server
+        restarting, say) before raising :class:`telstate.ConnectionError`.
 
     Raises
     ------
@@ -137,17 +141,19 @@ class RedisBackend(Backend):
         If the server does not answer.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, retry_window: float = RETRY_WINDOW) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the redis client must not decode responses (decode_responses=False)")
         self.client = client
         self.server = describe_server(client)
-        self._runner = make_runner(client, proto.SCRIPTS)
+        self._runner = make_runner(client, proto.SCRIPTS, retry_window)
         with redis_errors(self.server):
-            self._runner.one("PING")
+            self._runner.one("PING", retry=False)  # an unreachable server fails at once
 
     @classmethod
-    def from_url(cls, url: str, db: int | None = None, **kwargs: Any) -> RedisBackend:
+    def from_url(
+        cls, url: str, db: int | None = None, retry_window: float = RETRY_WINDOW, **kwargs: Any
+    ) -> RedisBackend:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` `url` (with credentials if any).
 
         Parameters
@@ -156,13 +162,15 @@ class RedisBackend(Backend):
             Server URL, e.g. ``redis://user:password@host:6379/0``.
         db
             Database number, overriding the URL's.
+        retry_window
+            See the class.
         kwargs
             More options for :meth:`redis.Redis.from_url`.
         """
         options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
         if db is not None:
             options["db"] = db
-        return cls(redis.Redis.from_url(url, **options))
+        return cls(redis.Redis.from_url(url, **options), retry_window)
 
     @classmethod
     def from_address(cls, host: str, port: int | None = None, db: int = 0) -> RedisBackend:
@@ -251,15 +259,24 @@ class RedisBackend(Backend):
     def load_rdb(self, index: RdbIndex) -> int:
         # Each key the server lacks is sent whole as a RESTORE payload (the file's own
         # bytes, no decoding); keys that exist, or that the server cannot RESTORE (an
-        # encoding newer than it knows), are merged with ordinary writes.
+        # encoding newer than it knows), are merged with ordinary writes.  A worker
+        # thread builds (and checksums) the next batch of payloads while the server
+        # restores the current one.
         keys = list(index.entries)
         merge: list[bytes] = []
-        for start in range(0, len(keys), proto.RESTORE_CHUNK_KEYS):
-            chunk = keys[start : start + proto.RESTORE_CHUNK_KEYS]
-            commands = [("RESTORE", key, 0, proto.restore_payload(index, key)) for key in chunk]
-            with redis_errors(self.server):
-                replies = self._runner.run(commands)
-            merge += [key for key, reply in zip(chunk, replies, strict=True) if reply != b"OK"]
+        with concurrent.futures.ThreadPoolExecutor(1, "telstate-restore") as pool:
+            batches = proto.restore_batches(index, keys)
+            pending = pool.submit(next, batches, None)
+            while (batch := pending.result()) is not None:
+                pending = pool.submit(next, batches, None)
+                commands = [("RESTORE", key, 0, payload) for key, payload in batch]
+                with redis_errors(self.server):
+                    replies = self._runner.run(commands)
+                merge += [
+                    key
+                    for (key, _), reply in zip(batch, replies, strict=True)
+                    if not proto.restored(reply)
+                ]
         if merge:
             writes = [write for key in merge for write in merge_writes(index, key)]
             check_batch(writes, None, self.write_batch(writes))
