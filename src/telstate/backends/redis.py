@@ -60,11 +60,13 @@ def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
     """Map redis-py failures to telstate errors."""
     try:
         yield
+    except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as exc:
+        raise ConnectionError(f"redis server at {server} refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
-    except redis.AuthenticationError as exc:  # pragma: no cover - a ConnectionError subclass
-        raise ConnectionError(f"redis server at {server} refused the credentials") from exc
     except redis.ResponseError as exc:
+        if str(exc).startswith(("NOAUTH", "NOPERM", "WRONGPASS")):
+            raise ConnectionError(f"redis server at {server} refused access: {exc}") from None
         if key is not None and proto.is_wrongtype(exc):
             raise proto.wrong_type_for(key) from None
         raise
