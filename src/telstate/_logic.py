@@ -19,11 +19,18 @@ one is already stored.  ``wait_indexed`` is the same for one sub-key.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._codec import ENCODING_MSGPACK, decode_value, encode_value, equal_encoded_values
+from ._codec import (
+    ENCODING_DEFAULT,
+    ENCODING_MSGPACK,
+    decode_value,
+    encode_value,
+    equal_encoded_values,
+)
 from ._errors import DecodeError, ImmutableKeyError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
 from ._ranges import check_timestamp
@@ -33,6 +40,7 @@ from .backends.base import Write
 __all__ = [
     "Call",
     "NextUpdate",
+    "PipelineBase",
     "Subscribe",
     "TelescopeStateBase",
     "check_immutable_change",
@@ -231,6 +239,57 @@ def _describe_value(encoded: bytes) -> Any:
         return decode_value(encoded)
     except DecodeError:
         return encoded
+
+
+class PipelineBase:
+    """Writes queued for one round trip: the part shared by the sync and asyncio pipelines.
+
+    Each write is checked and encoded when it is queued, so bad input raises
+    before anything is sent; subclasses send the batch (:func:`check_batch` then
+    raises the first conflict).
+    """
+
+    def __init__(self, ts: TelescopeStateBase[Any]) -> None:
+        self._ts = ts
+        self._writes: list[Write] = []
+        self._values: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(
+        self,
+        key: str | bytes,
+        value: Any,
+        ts: float | None = None,
+        immutable: bool = False,
+        encoding: bytes = ENCODING_DEFAULT,
+    ) -> None:
+        """Queue ``add`` (see :meth:`telstate.TelescopeState.add`)."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
+        self._values.append(value)
+
+    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
+        """Queue ``set``: an immutable."""
+        self.add(key, value, immutable=True, encoding=encoding)
+
+    def __setitem__(self, key: str | bytes, value: Any) -> None:
+        self.add(key, value, immutable=True)
+
+    def set_indexed(
+        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
+    ) -> None:
+        """Queue ``set_indexed`` (see :meth:`telstate.TelescopeState.set_indexed`)."""
+        full_key = self._ts._write_key(key)
+        self._writes.append(make_indexed_write(full_key, sub_key, value, encoding))
+        self._values.append(value)
+
+    def _take(self) -> tuple[list[Write], list[Any]]:
+        """The queued writes and their values, leaving the queue empty."""
+        taken = self._writes, self._values
+        self._writes, self._values = [], []
+        return taken
 
 
 # --------------------------------------------------------------------------- waits

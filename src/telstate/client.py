@@ -16,6 +16,7 @@ from ._logic import (
     IndexedCondition,
     KeyCondition,
     NextUpdate,
+    PipelineBase,
     Step,
     Subscribe,
     TelescopeStateBase,
@@ -24,14 +25,12 @@ from ._logic import (
     decode_found,
     describe,
     encode_sub_key,
-    make_indexed_write,
-    make_write,
     wait_indexed_steps,
     wait_key_steps,
 )
 from ._ranges import check_timestamp, resolve_range
 from ._samples import decode_batch
-from .backends.base import Backend, Subscription, Write
+from .backends.base import Backend, Subscription
 from .backends.memory import MemoryBackend
 from .endpoint import Endpoint, endpoint_parser
 from .rdb._reader import RdbIndex
@@ -479,49 +478,12 @@ class TelescopeState(TelescopeStateBase[Backend]):
         _drive(self._backend, steps, what, timeout, cancel_future)
 
 
-class Pipeline:
+class Pipeline(PipelineBase):
     """Writes collected for one round trip (see :meth:`TelescopeState.pipeline`)."""
-
-    def __init__(self, ts: TelescopeState) -> None:
-        self._ts = ts
-        self._writes: list[Write] = []
-        self._values: list[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._writes)
-
-    def add(
-        self,
-        key: str | bytes,
-        value: Any,
-        ts: float | None = None,
-        immutable: bool = False,
-        encoding: bytes = ENCODING_DEFAULT,
-    ) -> None:
-        """Queue :meth:`TelescopeState.add`."""
-        full_key = self._ts._write_key(key)
-        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
-        self._values.append(value)
-
-    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
-        """Queue :meth:`TelescopeState.set`."""
-        self.add(key, value, immutable=True, encoding=encoding)
-
-    def __setitem__(self, key: str | bytes, value: Any) -> None:
-        self.add(key, value, immutable=True)
-
-    def set_indexed(
-        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
-    ) -> None:
-        """Queue :meth:`TelescopeState.set_indexed`."""
-        full_key = self._ts._write_key(key)
-        self._writes.append(make_indexed_write(full_key, sub_key, value, encoding))
-        self._values.append(value)
 
     def execute(self) -> None:
         """Send the queued writes now (the ``with`` block does this on exit)."""
-        writes, values = self._writes, self._values
-        self._writes, self._values = [], []
+        writes, values = self._take()
         if writes:
             check_batch(writes, values, self._ts._backend.write_batch(writes))
 

@@ -25,6 +25,7 @@ from .._logic import (
     IndexedCondition,
     KeyCondition,
     NextUpdate,
+    PipelineBase,
     Step,
     Subscribe,
     TelescopeStateBase,
@@ -33,15 +34,12 @@ from .._logic import (
     decode_found,
     describe,
     encode_sub_key,
-    make_indexed_write,
-    make_write,
     wait_indexed_steps,
     wait_key_steps,
 )
 from .._ranges import check_timestamp, resolve_range
 from .._samples import decode_batch
 from .._updates import KeyUpdate
-from ..backends.base import Write
 from ..rdb._reader import RdbIndex
 from ..rdb._save import RDBWriter as _SyncRDBWriter
 from ..rdb._source import RdbSource, read_source
@@ -319,49 +317,12 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
             await subscription.close()
 
 
-class Pipeline:
+class Pipeline(PipelineBase):
     """Writes collected for one round trip (``async with ts.pipeline() as batch``)."""
-
-    def __init__(self, ts: TelescopeState) -> None:
-        self._ts = ts
-        self._writes: list[Write] = []
-        self._values: list[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._writes)
-
-    def add(
-        self,
-        key: str | bytes,
-        value: Any,
-        ts: float | None = None,
-        immutable: bool = False,
-        encoding: bytes = ENCODING_DEFAULT,
-    ) -> None:
-        """Queue :meth:`TelescopeState.add` (checked and encoded now)."""
-        full_key = self._ts._write_key(key)
-        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
-        self._values.append(value)
-
-    def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
-        """Queue :meth:`TelescopeState.set`."""
-        self.add(key, value, immutable=True, encoding=encoding)
-
-    def __setitem__(self, key: str | bytes, value: Any) -> None:
-        self.add(key, value, immutable=True)
-
-    def set_indexed(
-        self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
-    ) -> None:
-        """Queue :meth:`TelescopeState.set_indexed`."""
-        full_key = self._ts._write_key(key)
-        self._writes.append(make_indexed_write(full_key, sub_key, value, encoding))
-        self._values.append(value)
 
     async def execute(self) -> None:
         """Send the queued writes now (leaving the ``async with`` block does this)."""
-        writes, values = self._writes, self._values
-        self._writes, self._values = [], []
+        writes, values = self._take()
         if writes:
             check_batch(writes, values, await self._ts._backend.write_batch(writes))
 
