@@ -50,6 +50,17 @@ def _type_of(value: _Value) -> KeyType:
 Sink = Callable[[KeyUpdate], None]
 
 
+def found(index: int, value: _Value) -> Found:
+    """What ``get`` answers for a stored value (a copy where the value is mutable)."""
+    if type(value) is bytes:  # the common case first
+        return index, KeyType.IMMUTABLE, value, None
+    if type(value) is SampleStore:
+        latest, ts = value.latest()
+        return index, KeyType.MUTABLE, latest, ts
+    assert isinstance(value, dict)
+    return index, KeyType.INDEXED, dict(value), None
+
+
 def _stats(value: _Value) -> KeyStats:
     if type(value) is bytes:
         return KeyStats(KeyType.IMMUTABLE, 1, len(value))
@@ -126,15 +137,8 @@ class MemoryBackend(Backend):
         with self._lock:
             for i, key in enumerate(keys):
                 value = self._data.get(key)
-                if value is None:
-                    continue
-                if type(value) is bytes:  # the common case first
-                    return i, KeyType.IMMUTABLE, value, None
-                if type(value) is SampleStore:
-                    latest, ts = value.latest()
-                    return i, KeyType.MUTABLE, latest, ts
-                assert isinstance(value, dict)
-                return i, KeyType.INDEXED, dict(value), None
+                if value is not None:
+                    return found(i, value)
         return None
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:

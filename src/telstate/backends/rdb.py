@@ -25,10 +25,10 @@ from .._updates import KeyUpdate, Recheck
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
 from .base import Backend, Found, KeyStats, Snapshot, Subscription, Write
+from .memory import _Value, found
 
 __all__ = ["RdbBackend"]
 
-_Value = bytes | SampleStore | dict[bytes, bytes]
 
 
 class _NoUpdates(Subscription):
@@ -99,15 +99,8 @@ class RdbBackend(Backend):
     def get(self, keys: Sequence[bytes]) -> Found | None:
         for i, key in enumerate(keys):
             value = self._value(key)
-            if value is None:
-                continue
-            if type(value) is bytes:
-                return i, KeyType.IMMUTABLE, value, None
-            if type(value) is SampleStore:
-                latest, ts = value.latest()
-                return i, KeyType.MUTABLE, latest, ts
-            assert isinstance(value, dict)
-            return i, KeyType.INDEXED, dict(value), None
+            if value is not None:
+                return found(i, value)
         return None
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
