@@ -204,6 +204,9 @@ def _default(value: Any) -> msgpack.ExtType:
         return msgpack.ExtType(EXT_NUMPY_SCALAR, _encode_numpy_scalar(value))
     if isinstance(value, complex):
         return msgpack.ExtType(EXT_COMPLEX, _COMPLEX.pack(value.real, value.imag))
+    if type(value) is int:  # the packer hands over only the ints it cannot store
+        shown = value if value.bit_length() <= 256 else f"of {value.bit_length()} bits"
+        raise EncodeError(f"cannot encode integer {shown}: MessagePack integers are 64-bit")
     raise EncodeError(f"cannot encode values of type {type(value).__name__}")
 
 
@@ -266,7 +269,10 @@ def encode_value(value: Any, encoding: bytes = ENCODING_DEFAULT) -> bytes:
             return b"".join((ENCODING_MSGPACK, ext, header, data))
         return ENCODING_MSGPACK + _pack(value)
     if encoding == ENCODING_PICKLE:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        try:
+            return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:  # whatever a __reduce__ raises: PicklingError, TypeError...
+            raise EncodeError(f"cannot pickle {type(value).__name__} value: {exc}") from exc
     raise ValueError(f"unknown encoding {encoding!r}")
 
 

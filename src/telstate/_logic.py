@@ -220,10 +220,10 @@ def check_batch(
     for i, (write, result) in enumerate(zip(writes, results, strict=True)):
         if isinstance(result, ImmutableKeyError):
             errors.append(result)
-        elif result is not None:
+        elif result is not None and result != write.value:  # equal bytes: nothing to check
             what = display_str(write.key)
             if write.sub_key is not None:
-                what = f"{what}[{decode_value(write.sub_key)!r}]"
+                what = f"{what}[{_describe_value(write.sub_key)!r}]"
             try:
                 value = values[i] if values is not None else _describe_value(write.value)
                 check_immutable_change(what, result, write.value, value)

@@ -546,6 +546,12 @@ def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
 
     if isinstance(endpoint, str) and "://" in endpoint:
         return RedisBackend.from_url(endpoint, db=db or None)
+    if "@" in (endpoint if isinstance(endpoint, str) else str(endpoint.host)):
+        # "user:password@host": no host has an @, and the error must not repeat a password
+        raise ValueError(
+            "a Redis host cannot contain '@': give credentials in a URL, "
+            "redis://user:password@host:port"
+        )
     if not isinstance(endpoint, Endpoint):
         endpoint = endpoint_parser(default_port=None)(endpoint)
     port = None if endpoint.port is None else int(endpoint.port)

@@ -29,7 +29,7 @@ from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
 from ..backends.base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
-from ..backends.redis import _CONNECT_KWARGS, describe_server, redis_errors
+from ..backends.redis import _CONNECT_KWARGS, describe_server, raise_error_replies, redis_errors
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -261,7 +261,7 @@ class RedisBackend(AsyncBackend):
                 reply = await self._scripts["get_range"](keys=keys, args=proto.range_args(query))
             except redis.ResponseError as exc:
                 reply = exc
-        return proto.parse_range(keys, reply)
+            return proto.parse_range(keys, reply)
 
     # -- writes
 
@@ -284,7 +284,7 @@ class RedisBackend(AsyncBackend):
                 for script, keys, args, _ in calls:
                     await self._scripts[script](keys=keys, args=args, client=pipe)
                 replies = await pipe.execute(raise_on_error=False)
-        return proto.parse_batch(writes, calls, replies)
+            return proto.parse_batch(writes, calls, replies)
 
     async def delete(self, keys: Sequence[bytes]) -> None:
         with redis_errors(self.server):
@@ -302,6 +302,7 @@ class RedisBackend(AsyncBackend):
                     pipe.execute_command("MEMORY", "USAGE", key)
                 first = await pipe.execute(raise_on_error=False)
             kinds, usage = first[0::2], first[1::2]
+            raise_error_replies(kinds)
             async with self.client.pipeline(transaction=False) as pipe:
                 for command in proto.stats_commands(keys, kinds):
                     pipe.execute_command(*command)

@@ -39,6 +39,8 @@ from typing import Any
 
 import hiredis
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["RETRY_WINDOW", "Call", "CommandRunner", "make_runner"]
 
@@ -188,9 +190,12 @@ class _SocketRunner(CommandRunner):
             slot = self._idle.pop() if self._idle else None
         try:
             if slot is None:
-                # Our own connection, made like the pool's but not counted by it
+                # Our own connection, made like the pool's but not counted by it, and
+                # never retried by redis-py (whose default retries even wrong credentials,
+                # for seconds): the runner retries batches itself, never credentials.
                 pool = self._pool
-                slot = _Slot(pool.connection_class(**pool.connection_kwargs))
+                kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+                slot = _Slot(pool.connection_class(**kwargs))
             slot.sock.sendall(payload)
             replies = _read(slot.sock, slot.reader, slot.buffer, len(commands))
         except redis.AuthenticationError:

@@ -47,12 +47,43 @@ _CONNECT_KWARGS: dict[str, Any] = {
 
 def describe_server(client: Any) -> str:
     """Where a redis-py client connects, without credentials."""
-    kwargs = client.connection_pool.connection_kwargs
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
-    scheme = "rediss" if "ssl_cert_reqs" in kwargs or kwargs.get("ssl") else "redis"
+    # rediss:// URLs give SSLConnection (sync or asyncio) without any ssl_* option
+    connection_class = getattr(pool, "connection_class", object)
+    tls = any(cls.__name__ == "SSLConnection" for cls in connection_class.__mro__)
+    scheme = "rediss" if tls or "ssl_cert_reqs" in kwargs or kwargs.get("ssl") else "redis"
     host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
     return f"{scheme}://{host}:{port}/{db}"
+
+
+# How a server's access control refuses a command.  redis-py strips the code from
+# the errors it parses (NoPermissionError), raw hiredis replies keep it; a command
+# inside a script is refused as "ERR The user executing the script can't ..."
+# (Redis 6 and 7.0) or "ERR ACL failure in script: ..." (Redis 7.2 and later).
+_REFUSALS = (
+    "NOAUTH",
+    "NOPERM",
+    "WRONGPASS",
+    "ACL failure in script",
+    "The user executing the script can't",
+)
+
+
+def access_refused(error: BaseException) -> bool:
+    """Whether a Redis error reply says the user may not do what was asked."""
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return True
+    return str(error).removeprefix("ERR ").startswith(_REFUSALS)
+
+
+def raise_error_replies(replies: Sequence[Any]) -> None:
+    """Raise the first error reply among `replies` (inside :func:`redis_errors`)."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 @contextlib.contextmanager
@@ -65,7 +96,7 @@ def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
     except redis.ResponseError as exc:
-        if str(exc).startswith(("NOAUTH", "NOPERM", "WRONGPASS")):
+        if access_refused(exc):
             raise ConnectionError(f"redis server at {server} refused access: {exc}") from None
         if key is not None and proto.is_wrongtype(exc):
             raise proto.wrong_type_for(key) from None
@@ -201,6 +232,7 @@ class RedisBackend(Backend):
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
         with redis_errors(self.server):
             kinds = self._runner.run([("TYPE", key) for key in keys])
+            raise_error_replies(kinds)
         for kind in kinds:
             if kind != b"none":
                 return proto.TYPE_NAMES.get(kind)
@@ -228,7 +260,7 @@ class RedisBackend(Backend):
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
         with redis_errors(self.server):
             (reply,) = self._runner.run([("script", "get_range", keys, proto.range_args(query))])
-        return proto.parse_range(keys, reply)
+            return proto.parse_range(keys, reply)
 
     # -- writes
 
@@ -247,7 +279,7 @@ class RedisBackend(Backend):
             replies = self._runner.run(
                 [("script", script, keys, args) for script, keys, args, _ in calls]
             )
-        return proto.parse_batch(writes, calls, replies)
+            return proto.parse_batch(writes, calls, replies)
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         with redis_errors(self.server):
@@ -255,6 +287,7 @@ class RedisBackend(Backend):
                 [command for key in keys for command in (("TYPE", key), ("MEMORY", "USAGE", key))]
             )
             kinds, usage = first[0::2], first[1::2]
+            raise_error_replies(kinds)
             replies = self._runner.run(proto.stats_commands(keys, kinds))
         return proto.parse_stats(kinds, replies, usage)
 
