@@ -576,12 +576,6 @@ def test_no_channel_permission_wait_sync(acl_server: RedisServer, admin: redis.R
         ts.backend.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: asyncio waits: a SUBSCRIBE refused by the ACL kills the pub/sub hub task; "
-    "the wait only fails after 10 s with 'did not confirm SUBSCRIBE', and closing the "
-    "backend raises redis.NoPermissionError",
-)
 def test_no_channel_permission_wait_aio(acl_server: RedisServer, admin: redis.Redis) -> None:
     async def main() -> None:
         backend = await connect_aio(acl_server, "url", "nochan")
@@ -601,12 +595,6 @@ def test_no_channel_permission_wait_aio(acl_server: RedisServer, admin: redis.Re
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: for a user who may write keys but not PUBLISH (Redis 7's default "
-    "'resetchannels'), every write script stores the value, then fails on PUBLISH: the "
-    "write raises but stays applied, unannounced (a retry then 'succeeds' silently)",
-)
 @pytest.mark.parametrize("front", ["sync", "aio"])
 def test_no_channel_permission_write_is_not_partial(
     acl_server: RedisServer, admin: redis.Redis, front: str

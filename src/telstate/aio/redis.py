@@ -67,6 +67,8 @@ class _Hub:
         self.types: dict[bytes, KeyType | None] = {}
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        # A SUBSCRIBE the server refused (ACL), for the waiters still waiting for theirs
+        self.refusal: redis.ResponseError | None = None
 
     async def add(self, keys: Sequence[bytes]) -> _Subscription:
         channels = tuple(dict.fromkeys(CHANNEL_PREFIX + key for key in keys))
@@ -94,6 +96,13 @@ class _Hub:
             raise ConnectionError(
                 f"redis server at {self.backend.server} did not confirm SUBSCRIBE"
             ) from None
+        refusal = self.refusal
+        if refusal is not None:
+            self.refusal = None
+            await self.remove(subscription)
+            raise ConnectionError(
+                f"redis server at {self.backend.server} refused access: {refusal}"
+            ) from None
         return subscription
 
     async def remove(self, subscription: _Subscription) -> None:
@@ -109,7 +118,9 @@ class _Hub:
                     self.confirmed.pop(channel, None)
                     gone.append(channel)
             if gone and self.pubsub is not None:
-                with contextlib.suppress(redis.RedisError, OSError):
+                # Best effort, and never in place of the error that ended the wait: on a
+                # connection it has just dropped, redis-py raises AttributeError.
+                with contextlib.suppress(redis.RedisError, OSError, AttributeError):
                     await self.pubsub.unsubscribe(*gone)
 
     def _broadcast(self, channel: bytes, item: KeyUpdate | Recheck) -> None:
@@ -125,6 +136,13 @@ class _Hub:
                 for channel in list(self.waiters):
                     self._broadcast(channel, Recheck())
                 await asyncio.sleep(_RECONNECT_DELAY)
+                continue
+            except redis.ResponseError as exc:  # a refused SUBSCRIBE: tell its waiters
+                self.refusal = exc
+                for channel, pending in list(self.confirmed.items()):
+                    if not pending.is_set():
+                        self.confirmed.pop(channel)
+                        pending.set()
                 continue
             if message is None:
                 continue
@@ -157,7 +175,7 @@ class _Hub:
     async def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
                 await self.task
         if self.pubsub is not None:
             with contextlib.suppress(redis.RedisError, OSError):

@@ -53,6 +53,18 @@ _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 # Fewer members than this come back as a list from the get_range script.
 FIXED_MIN = 64
 
+# Write scripts first make sure the user may also announce the write: a refused
+# PUBLISH after the write would leave it applied but unannounced (Redis 7's ACL users
+# are created without channel permissions).  Redis < 7 has no acl_check_cmd, and no
+# channel permissions to miss.
+_MAY_PUBLISH = """
+for _, key in ipairs(KEYS) do
+    if redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', 'update/' .. key, '') then
+        return redis.error_reply('NOPERM this user may not publish the updates of ' .. key)
+    end
+end
+"""
+
 # Each script: KEYS are the key(s), ARGV the arguments; comments say what it returns.
 SCRIPTS: dict[str, str] = {
     # -> false, or {index of the first existing key, type code, value}
@@ -122,7 +134,8 @@ end
 return false
 """,
     # -> false if stored, else the value already there
-    "set_immutable": """
+    "set_immutable": _MAY_PUBLISH
+    + """
 if redis.call('SETNX', KEYS[1], ARGV[1]) == 1 then
     redis.call('PUBLISH', 'update/' .. KEYS[1], ARGV[1])
     return false
@@ -130,7 +143,8 @@ end
 return redis.call('GET', KEYS[1])
 """,
     # -> 1 if added, 0 if the member was already there
-    "add_mutable": """
+    "add_mutable": _MAY_PUBLISH
+    + """
 local added = redis.call('ZADD', KEYS[1], 0, ARGV[1])
 if added == 1 then
     redis.call('PUBLISH', 'update/' .. KEYS[1], ARGV[1])
@@ -138,7 +152,8 @@ end
 return added
 """,
     # -> number of members added; each added member is published
-    "add_mutable_many": """
+    "add_mutable_many": _MAY_PUBLISH
+    + """
 local added = 0
 for i = 1, #ARGV do
     if redis.call('ZADD', KEYS[1], 0, ARGV[i]) == 1 then
@@ -149,7 +164,8 @@ end
 return added
 """,
     # KEYS[i] gets ARGV[i] -> for each, false if stored, else the value there (or an error)
-    "set_immutable_many": """
+    "set_immutable_many": _MAY_PUBLISH
+    + """
 local result = {}
 for i, key in ipairs(KEYS) do
     if redis.call('SETNX', key, ARGV[i]) == 1 then
@@ -162,7 +178,8 @@ end
 return result
 """,
     # ARGV = sub-key, value, sub-key, value... -> for each pair, false or the value there
-    "set_indexed_many": """
+    "set_indexed_many": _MAY_PUBLISH
+    + """
 local result = {}
 for i = 1, #ARGV, 2 do
     if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
@@ -176,7 +193,8 @@ end
 return result
 """,
     # -> false if stored, else the value already there
-    "set_indexed": """
+    "set_indexed": _MAY_PUBLISH
+    + """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
     redis.call('PUBLISH', 'update/' .. KEYS[1],
                '\\3' .. string.len(ARGV[1]) .. '\\n' .. ARGV[1] .. ARGV[2])
