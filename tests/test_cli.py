@@ -858,3 +858,9 @@ def test_classify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert classify("odd:1") == ("rdb", "odd:1")
     with pytest.raises(CommandError, match="unsupported URL 'http://host/x'"):
         classify("http://user:secret@host/x?password=secret")
+
+
+def test_credentials_without_a_scheme_are_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "alice:s3cret-pw@localhost:1"]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err and "redis://USER:PASSWORD@HOST:PORT" in err

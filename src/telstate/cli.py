@@ -93,6 +93,11 @@ def _redis_label(url: str) -> str:
 
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
+        if "@" in path:  # user:password@host:port without a scheme: don't echo a password
+            raise CommandError(
+                "no such file; to give a user and password, use a URL: "
+                "redis://USER:PASSWORD@HOST:PORT"
+            )
         raise CommandError(
             f"{path}: no such file (a SOURCE is an RDB file, a Redis URL, host:port or 'demo')"
         )
