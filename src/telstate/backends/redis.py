@@ -94,6 +94,10 @@ def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
     except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as exc:
         raise ConnectionError(f"redis server at {server} refused the credentials: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if "certificate verify failed" in str(exc).lower():
+            raise ConnectionError(
+                f"TLS connection to redis server at {server} failed: {exc}"
+            ) from exc
         raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
     except redis.ResponseError as exc:
         if access_refused(exc):
