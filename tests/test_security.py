@@ -784,9 +784,12 @@ def test_tls_untrusted_server_refused_promptly(
         "plain-tcp": f"redis://127.0.0.1:{tls_server.port}/0",
     }[trust]
     scheme = "redis" if trust == "plain-tcp" else "rediss"
-    error = _connect_fails(
-        url, front, f"cannot reach redis server at {scheme}://127.0.0.1:{tls_server.port}/0: "
+    what = (
+        "cannot reach redis server at"
+        if trust == "plain-tcp"
+        else ("TLS connection to redis server at")
     )
+    error = _connect_fails(url, front, f"{what} {scheme}://127.0.0.1:{tls_server.port}/0")
     if trust != "plain-tcp":
         assert "certificate verify failed" in str(error)
 
