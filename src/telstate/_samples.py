@@ -76,14 +76,12 @@ class SampleBatch:
             times = np.frombuffer(b"".join(m[:8] for m in members), ">f8").tolist()
             ends = list(itertools.accumulate(map(len, values)))
             return cls(times, b"".join(values), ends)
+        sizes = set(map(len, members))
+        if len(sizes) == 1 and (size := sizes.pop()) > 8:
+            # fixed-size members (most sensors): slice the columns of one array
+            return cls.from_fixed(b"".join(members), size)
         lengths = np.fromiter(map(len, members), np.int64, n)
         joined = np.frombuffer(b"".join(members), np.uint8)
-        size = int(lengths[0])
-        if (lengths == size).all():
-            rows = joined.reshape(n, size)  # fixed-size members: slice columns
-            times = rows[:, :8].copy().view(">f8").ravel().astype(np.float64)
-            data = rows[:, 8:].tobytes()
-            return cls(times, data, np.arange(1, n + 1, dtype=np.int64) * (size - 8))
         starts = np.cumsum(lengths) - lengths
         stamp_index = starts[:, None] + np.arange(8)
         times = joined[stamp_index].view(">f8").ravel().astype(np.float64)

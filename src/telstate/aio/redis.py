@@ -275,11 +275,11 @@ class RedisBackend(AsyncBackend):
 
     async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
         with redis_errors(self.server):
-            try:
-                reply = await self._scripts["get_range"](keys=keys, args=proto.range_args(query))
-            except redis.ResponseError as exc:
-                reply = exc
-            return proto.parse_range(keys, reply)
+            async with self.client.pipeline(transaction=True) as pipe:
+                for command in proto.range_commands(keys, query):
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+            return proto.parse_range(keys, query, replies)
 
     # -- writes
 

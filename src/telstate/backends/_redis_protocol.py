@@ -23,9 +23,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ImmutableKeyError
-from .._keys import KeyType
+from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
-from .._samples import SampleBatch
+from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, decode_update
 from .base import Found, KeyStats, Write
 
@@ -39,7 +39,7 @@ __all__ = [
     "parse_found",
     "parse_get_indexed",
     "parse_range",
-    "range_args",
+    "range_commands",
 ]
 
 TYPE_NAMES: dict[bytes, KeyType | None] = {
@@ -50,8 +50,7 @@ TYPE_NAMES: dict[bytes, KeyType | None] = {
 }
 
 _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
-# Fewer members than this come back as a list from the get_range script.
-FIXED_MIN = 64
+
 
 # Write scripts first make sure the user may also announce the write: a refused
 # PUBLISH after the write would leave it applied but unannounced (Redis 7's ACL users
@@ -91,44 +90,6 @@ for i, key in ipairs(KEYS) do
         return {{i - 1, redis.call('HGET', key, ARGV[1])}}
     elseif kind ~= 'none' then
         return redis.error_reply('{_WRONGTYPE}')
-    end
-end
-return false
-""",
-    # ARGV: start, stop (lex bounds), previous, scan ("1" or "0")
-    # -> false, or {index of the first existing key, member size, members}: when all
-    # members have one size (and there are many), they come as ONE string, which
-    # spares the client a million separate replies; otherwise as a list (size 0)
-    "get_range": f"""
-for i, key in ipairs(KEYS) do
-    local kind = redis.call('TYPE', key)['ok']
-    if kind == 'zset' then
-        local members = {{}}
-        if ARGV[3] == '1' then
-            members = redis.call('ZREVRANGEBYLEX', key, ARGV[1], '-', 'LIMIT', 0, 1)
-        end
-        if ARGV[4] == '1' then
-            local range = redis.call('ZRANGEBYLEX', key, ARGV[1], ARGV[2])
-            if #members == 0 then
-                members = range
-            else
-                for j = 1, #range do members[#members + 1] = range[j] end
-            end
-        end
-        local n = #members
-        if n >= {FIXED_MIN} then
-            local size = #members[1]
-            for j = 2, n do
-                if #members[j] ~= size then return {{i - 1, 0, members}} end
-            end
-            return {{i - 1, size, table.concat(members)}}
-        end
-        return {{i - 1, 0, members}}
-    elseif kind ~= 'none' then
-        if ARGV[3] == '1' or ARGV[4] == '1' then
-            return redis.error_reply('{_WRONGTYPE}')
-        end
-        return {{i - 1, 0, {{}}}}
     end
 end
 return false
@@ -251,24 +212,43 @@ def parse_get_indexed(reply: Any) -> tuple[int, bytes | None] | None:
     return int(reply[0]), reply[1] if len(reply) > 1 else None
 
 
-def range_args(query: RangeQuery) -> list[bytes]:
-    """ARGV of the ``get_range`` script for `query`."""
+def range_commands(keys: Sequence[bytes], query: RangeQuery) -> list[tuple[Any, ...]]:
+    """Commands answering `query` for each candidate key, for one MULTI/EXEC.
+
+    A transaction rather than a script: a script would copy every member into Lua
+    and back, which costs the server more than the client saves.
+    """
     start, stop = query.lex_bounds()
-    return [start, stop, b"1" if query.previous else b"0", b"1" if query.scan else b"0"]
+    commands: list[tuple[Any, ...]] = []
+    for key in keys:
+        commands.append(("TYPE", key))
+        if query.previous:
+            commands.append(("ZREVRANGEBYLEX", key, start, b"-", "LIMIT", 0, 1))
+        if query.scan:
+            commands.append(("ZRANGEBYLEX", key, start, stop))
+    return commands
 
 
-def parse_range(keys: Sequence[bytes], reply: Any) -> SampleBatch | None:
-    """Reply of the ``get_range`` script: the samples of the first key that exists."""
-    if isinstance(reply, Exception):
-        if is_wrongtype(reply):
-            raise wrong_type_for(keys[0])
-        raise reply
-    if not reply:
-        return None
-    _, size, members = reply
-    if size:
-        return SampleBatch.from_fixed(members, int(size))
-    return SampleBatch.from_members(members)
+def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) -> SampleBatch | None:
+    """Result of :func:`range_commands`: the samples of the first key that exists."""
+    per_key = 1 + query.previous + query.scan
+    for i, key in enumerate(keys):
+        kind = replies[i * per_key]
+        kind = kind.encode() if isinstance(kind, str) else kind
+        if kind == b"none":
+            continue
+        key_type = TYPE_NAMES.get(kind)  # None here: a Redis type telstate does not use
+        if key_type is not KeyType.MUTABLE:
+            if per_key > 1:
+                raise wrong_type(key, KeyType.MUTABLE, key_type)
+            return EMPTY_BATCH
+        members: list[bytes] = []
+        for reply in replies[i * per_key + 1 : (i + 1) * per_key]:
+            if isinstance(reply, Exception):
+                raise reply
+            members.extend(reply)
+        return SampleBatch.from_members(members)
+    return None
 
 
 def channel_key(channel: bytes) -> bytes:

@@ -30,7 +30,6 @@ from .memory import _Value, found
 __all__ = ["RdbBackend"]
 
 
-
 class _NoUpdates(Subscription):
     """Nothing in a file ever changes: waits simply time out."""
 

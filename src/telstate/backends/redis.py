@@ -262,9 +262,11 @@ class RedisBackend(Backend):
         return proto.parse_get_indexed(self._script("get_indexed", keys, [sub_key]))
 
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        commands = [("MULTI",), *proto.range_commands(keys, query), ("EXEC",)]
         with redis_errors(self.server):
-            (reply,) = self._runner.run([("script", "get_range", keys, proto.range_args(query))])
-            return proto.parse_range(keys, reply)
+            queued = self._runner.run(commands)
+            raise_error_replies(queued)  # a command refused while queueing aborts EXEC
+            return proto.parse_range(keys, query, queued[-1])
 
     # -- writes
 

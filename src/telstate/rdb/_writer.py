@@ -252,9 +252,12 @@ def sensor_batch_record(key: bytes, batch: SampleBatch) -> bytes:
     n = len(batch)
     ends = np.asarray(batch.ends, np.int64)
     size = len(batch.data) // n if n else 0
-    if n <= ZSET_MAX_ZIPLIST_ENTRIES or not n or size * n != len(batch.data) or not (
-        np.diff(ends, prepend=0) == size
-    ).all():
+    if (
+        n <= ZSET_MAX_ZIPLIST_ENTRIES
+        or not n
+        or size * n != len(batch.data)
+        or not (np.diff(ends, prepend=0) == size).all()
+    ):
         return sensor_record(key, [pack_timestamp(t) + v for v, t in batch.encoded()])
     rows = np.empty((n, 8 + size), np.uint8)
     rows[:, :8] = np.asarray(batch.times, np.float64).astype(">f8").view(np.uint8).reshape(n, 8)
