@@ -78,8 +78,10 @@ class SampleBatch:
             return cls(times, b"".join(values), ends)
         sizes = set(map(len, members))
         if len(sizes) == 1 and (size := sizes.pop()) > 8:
-            # fixed-size members (most sensors): slice the columns of one array
-            return cls.from_fixed(b"".join(members), size)
+            # Fixed-size members (most sensors): numpy copies them into one array in C
+            # (faster than bytes.join), then columns are sliced.
+            rows = np.array(members, dtype=f"S{size}").view(np.uint8).reshape(n, size)
+            return cls.from_rows(rows)
         lengths = np.fromiter(map(len, members), np.int64, n)
         joined = np.frombuffer(b"".join(members), np.uint8)
         starts = np.cumsum(lengths) - lengths
@@ -90,12 +92,9 @@ class SampleBatch:
         return cls(times, joined[keep].tobytes(), np.cumsum(lengths - 8))
 
     @classmethod
-    def from_fixed(cls, joined: bytes, size: int) -> SampleBatch:
-        """Batch from members of `size` bytes each, concatenated."""
-        count = len(joined) // size
-        if count * size != len(joined) or size < 9:
-            raise ValueError(f"{len(joined)} bytes are not members of {size} bytes")
-        rows = np.frombuffer(joined, np.uint8).reshape(count, size)
+    def from_rows(cls, rows: _Array) -> SampleBatch:
+        """Batch from a (count, size) uint8 array of members of one size (> 8 bytes)."""
+        count, size = rows.shape
         times = np.ascontiguousarray(rows[:, :8]).view(">f8").ravel().astype(np.float64)
         data = np.ascontiguousarray(rows[:, 8:]).tobytes()
         return cls(times, data, np.arange(1, count + 1, dtype=np.int64) * (size - 8))

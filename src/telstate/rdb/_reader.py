@@ -570,10 +570,7 @@ class RdbIndex:
                 keys = members.view(f"S{length}").ravel()
                 if not (keys[1:] > keys[:-1]).all():
                     raise _Corrupt("sorted set holds a member twice", pos)
-        times = np.ascontiguousarray(members[:, :8]).view(">f8").ravel().astype(np.float64)
-        data = np.ascontiguousarray(members[:, 8:]).tobytes()
-        ends = np.arange(1, count + 1, dtype=np.int64) * (length - 8)
-        return SampleBatch(times, data, ends)
+        return SampleBatch.from_rows(members)
 
     def _zset_members(self, entry: Entry) -> list[bytes]:
         """Members in Redis order: by score, then by bytes."""
