@@ -100,11 +100,8 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
 
         See :meth:`telstate.TelescopeState.save_to_file` and :class:`RDBWriter`.
         """
-        writer = await asyncio.to_thread(RDBWriter, filename)
-        try:
+        async with RDBWriter(filename) as writer:
             await writer.save(self, keys)
-        finally:
-            await writer.close()
         return writer.keys_written
 
     # -- whole keys
@@ -264,7 +261,11 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         keys = (full_key,)
         subscription = await self._backend.subscribe(keys)
         last_ts: float | None = None
-        seen: set[bytes] = set()
+        seen: set[bytes] = set()  # sub-keys already yielded
+        # Samples yielded from a read whose notification may still be on its way
+        # (the subscription starts before the initial read, and catch-up reads overlap
+        # notifications): each is skipped once when its notification arrives.
+        read_ahead: set[tuple[float, bytes]] = set()
         try:
             found = await self._backend.get(keys)
             if found is not None:
@@ -272,6 +273,8 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
                 last_ts = stamp
                 if isinstance(payload, dict):
                     seen.update(payload)
+                elif stamp is not None and isinstance(payload, bytes):
+                    read_ahead.add((stamp, payload))
                 if initial:
                     yield decode_found(found, False), stamp
                 if kind is KeyType.IMMUTABLE:
@@ -287,6 +290,9 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
                         yield {decode_value(update.sub_key): decode_value(update.value)}, None
                     else:
                         if update.timestamp is not None:
+                            if (update.timestamp, update.value) in read_ahead:
+                                read_ahead.discard((update.timestamp, update.value))
+                                continue
                             last_ts = max(update.timestamp, last_ts or 0.0)
                         yield decode_value(update.value), update.timestamp
                         if update.key_type is KeyType.IMMUTABLE:
@@ -301,10 +307,12 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
                         last_ts if last_ts is not None else 0.0, None, False, False
                     )
                     batch = await self._backend.get_range(keys, query)
-                    for value, stamp in decode_batch(batch) if batch is not None else []:
+                    encoded = batch.encoded() if batch is not None else []
+                    for raw, stamp in encoded:
                         if last_ts is None or stamp > last_ts:
                             last_ts = stamp
-                            yield value, stamp
+                            read_ahead.add((stamp, raw))
+                            yield decode_value(raw), stamp
                 elif isinstance(found[2], dict):
                     for sub_key, value in found[2].items():
                         if sub_key not in seen:
@@ -372,7 +380,10 @@ class RDBWriter:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        await self.close()
+        if exc_type is not None:
+            await asyncio.to_thread(self._writer.abandon)
+        else:
+            await self.close()
 
 
 def _index(file: RdbSource) -> RdbIndex:
@@ -381,23 +392,30 @@ def _index(file: RdbSource) -> RdbIndex:
 
 
 async def _drive(backend: AsyncBackend, steps: Step, what: str, timeout: float | None) -> None:
-    """Run wait steps against an asyncio backend, enforcing the timeout."""
+    """Run wait steps against an asyncio backend, enforcing the timeout.
+
+    The timeout bounds the waiting for updates, not the first look at the key: a
+    wait that is already satisfied returns whatever the timeout (even 0).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
     subscription: AsyncSubscription | None = None
     reply: Any = None
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    request = steps.send(reply)
-                except StopIteration:
-                    return
-                if isinstance(request, Call):
-                    reply = await getattr(backend, request.method)(*request.args)
-                elif isinstance(request, Subscribe):
+        while True:
+            try:
+                request = steps.send(reply)
+            except StopIteration:
+                return
+            if isinstance(request, Call):
+                reply = await getattr(backend, request.method)(*request.args)
+            elif isinstance(request, Subscribe):
+                async with asyncio.timeout_at(deadline):
                     subscription = await backend.subscribe(request.keys)
-                    reply = None
-                else:
-                    assert isinstance(request, NextUpdate) and subscription is not None
+                reply = None
+            else:
+                assert isinstance(request, NextUpdate) and subscription is not None
+                async with asyncio.timeout_at(deadline):
                     reply = await subscription.get()
     except builtins.TimeoutError:
         raise TimeoutError(f"Timed out waiting for {what} after {timeout}s") from None

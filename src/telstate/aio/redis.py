@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from .._errors import ConnectionError, ImmutableKeyError
 from .._keys import KeyType
@@ -41,6 +43,7 @@ __all__ = ["RedisBackend"]
 logger = logging.getLogger(__name__)
 
 _RECONNECT_DELAY = 0.1
+_MAX_CONNECTIONS = 32  # per backend; more concurrent calls wait for a free one
 
 
 class _Subscription(AsyncSubscription):
@@ -96,6 +99,9 @@ class _Hub:
             raise ConnectionError(
                 f"redis server at {self.backend.server} did not confirm SUBSCRIBE"
             ) from None
+        except BaseException:  # cancelled while waiting: leave nothing subscribed
+            await asyncio.shield(self.remove(subscription))
+            raise
         refusal = self.refusal
         if refusal is not None:
             self.refusal = None
@@ -211,10 +217,24 @@ class RedisBackend(AsyncBackend):
         ConnectionError
             If the server cannot be reached.
         """
-        options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
+        # No socket_timeout: redis-py then wraps every read in asyncio.wait_for, which on
+        # Python 3.11 can swallow a task's cancellation.  A blocking pool makes thousands
+        # of concurrent calls queue for a connection instead of failing.
+        # Retries as the sync backend's (about 5 s of backoff, writes being idempotent);
+        # their sleeps also let other tasks run while the server is away.
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 9)
+        options: dict[str, Any] = {
+            **_CONNECT_KWARGS,
+            "socket_timeout": None,
+            "retry": retry,
+            "retry_on_error": [redis.ConnectionError, redis.TimeoutError, OSError],
+            **kwargs,
+        }
         if db is not None:
             options["db"] = db
-        backend = cls(redis.asyncio.Redis.from_url(url, **options))
+        options.setdefault("max_connections", _MAX_CONNECTIONS)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=None, **options)
+        backend = cls(redis.asyncio.Redis.from_pool(pool))  # the client owns the pool
         try:
             with redis_errors(backend.server):
                 await backend.client.ping()

@@ -42,6 +42,8 @@ _CONNECT_KWARGS: dict[str, Any] = {
     "socket_timeout": 5.0,
     "socket_connect_timeout": 3.0,
     "health_check_interval": 30,
+    # Each sync waiter holds a pub/sub connection of the pool: allow many
+    "max_connections": 1 << 16,
 }
 
 

@@ -16,6 +16,7 @@ Keys are written under database 0, without expiry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -52,7 +53,8 @@ class RDBWriter:
 
     The header is written on creation, and :meth:`close` (or leaving the
     ``with`` block) writes the end of the file and its checksum.  A file that
-    ends up without keys is removed, as katsdptelstate does.
+    ends up without keys is removed, as katsdptelstate does, and so is one whose
+    ``with`` block raised (a failed save leaves no partial file behind).
 
     Parameters
     ----------
@@ -91,7 +93,17 @@ class RDBWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is not None:
+            self.abandon()  # a half-written file must not look like a complete one
+        else:
+            self.close()
+
+    def abandon(self) -> None:
+        """Close and remove the file without finishing it (after a failure)."""
+        if not self._file.closed:
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.filename)
 
     def save(self, client: Any, keys: Iterable[str | bytes] | None = None) -> None:
         """Write keys of a telescope state to the file.
