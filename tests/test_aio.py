@@ -16,8 +16,11 @@ covers what only an asyncio client has:
 Every test runs its coroutine with plain :func:`asyncio.run` (see :func:`run`),
 on both ``telstate.aio.MemoryBackend()`` and ``telstate.aio.redis.RedisBackend``
 on the session's private redis-server (flushed first), unless it is about
-Redis only.  Tests marked ``xfail(strict=True, reason="BUG: ...")`` reproduce
-telstate bugs; they start passing (and so fail strictly) once fixed.
+Redis only.  Some tests reproduce bugs found (and since fixed) in
+telstate.aio: a wait cancelled while subscribing leaked its subscription;
+Python 3.11 lost cancellations inside redis-py (``wait_key(timeout=0)`` waited
+forever); ``from_url`` failed beyond 100 concurrent commands; ``watch()`` yielded
+samples twice.
 """
 
 from __future__ import annotations
@@ -93,8 +96,9 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) 
 async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel `tasks` and wait for them, retrieving their exceptions.
 
-    A task whose cancellation Python 3.11 loses (see
-    :func:`test_cancellation_is_never_lost`) is cancelled again.
+    A task whose cancellation is lost (Python 3.11's asyncio.wait_for inside
+    redis-py; see :func:`test_cancellation_is_never_lost`) is cancelled again,
+    so that a failing test cannot hang.
     """
     for _ in range(3):
         pending = [task for task in tasks if not task.done()]
@@ -175,13 +179,11 @@ def redis_env(redis_server: RedisServer, redis_client: redis.Redis) -> Env:
 
 
 def blocking_pool_backend(env: Env, name: str, size: int = 20) -> AioRedisBackend:
-    """A RedisBackend whose command pool makes callers queue for `size` connections.
+    """A RedisBackend on a client of one's own: a blocking pool of `size` connections.
 
-    ``RedisBackend.from_url`` gets redis-py's default asyncio pool, which raises
-    instead of queueing beyond 100 concurrent commands (see
-    :func:`test_many_waiters_from_url`); this is the documented way round it
-    (any ``redis.asyncio.Redis`` client may be given).  Connections are named
-    `name` so that CLIENT LIST can count them.
+    ``RedisBackend`` accepts any ``redis.asyncio.Redis`` client; ``from_url``
+    makes a similar one (see :func:`test_many_waiters_from_url`).  Connections
+    are named `name` so that CLIENT LIST can count them.
     """
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         env.url, max_connections=size, timeout=None, client_name=name, socket_timeout=5.0
@@ -450,8 +452,8 @@ def test_cancel_releases_subscription(env: Env, what: str) -> None:
 
 def test_cancel_while_subscribing_releases_subscription(redis_env: Env) -> None:
     # Cancel at each of the first loop iterations after the server has seen the
-    # SUBSCRIBE, i.e. while the waiter awaits the confirmation; a second cancel
-    # handles cancellations that Python 3.11 loses (see the next test).
+    # SUBSCRIBE, i.e. while the waiter awaits the confirmation (a second cancel
+    # only keeps the test from hanging if a cancellation is lost: next test).
     async def body() -> None:
         async with await redis_env.backend() as backend:
             ts = telstate.aio.TelescopeState(backend)
@@ -481,9 +483,14 @@ def test_cancel_while_subscribing_releases_subscription(redis_env: Env) -> None:
 
 @pytest.mark.parametrize("how", ["timeout", "cancel"])
 def test_cancellation_is_never_lost(redis_env: Env, how: str) -> None:
+    # Regression: with socket_timeout set, redis-py sends commands inside
+    # asyncio.wait_for, which on Python 3.11 swallows a cancellation landing as the
+    # send completes; wait_key(key, timeout=0) on an absent key then waited forever.
     async def body() -> None:
         async with await redis_env.backend() as backend:
             ts = telstate.aio.TelescopeState(backend)
+            with pytest.raises(telstate.TimeoutError):
+                await ts.wait_key("absent", timeout=0)
             for i in range(40):
                 if how == "timeout":
                     task = asyncio.create_task(ts.wait_key(f"key{i}", timeout=i * 2e-5))
@@ -625,6 +632,8 @@ def _inject_before_first_call(
 
 
 def test_watch_sample_written_while_starting_is_yielded_once(env: Env) -> None:
+    # Regression: a sample written between watch()'s SUBSCRIBE and its initial read
+    # was yielded twice (initial value, then its notification).
     async def body() -> None:
         async with await env.backend() as backend, await env.peer(backend) as other:
             ts, writer = telstate.aio.TelescopeState(backend), telstate.aio.TelescopeState(other)
@@ -710,10 +719,35 @@ def test_many_waiters(env: Env) -> None:
 
 
 def test_many_waiters_from_url(redis_env: Env) -> None:
+    # Regression: from_url kept redis-py 8's default asyncio pool, which raises
+    # "Too many connections" beyond 100 concurrent commands.
     async def body() -> None:
         name = f"aio-from-url-{uuid.uuid4().hex[:8]}"
         async with await redis_env.backend(client_name=name) as backend:
             await _many_waiters(redis_env, backend, name)
+
+    run(body())
+
+
+def test_from_url_bounds_its_connections(redis_env: Env) -> None:
+    # Concurrent calls should queue for a bounded pool (a few dozen connections),
+    # not open one connection each: 300 waiters need no more than 100.
+    async def body() -> None:
+        name = f"aio-bounded-{uuid.uuid4().hex[:8]}"
+        async with await redis_env.backend(client_name=name) as backend:
+            ts = telstate.aio.TelescopeState(backend)
+            tasks = [asyncio.create_task(ts.wait_key(f"key{i}")) for i in range(300)]
+            try:
+                assert redis_env.admin is not None
+                admin = redis_env.admin
+                await until(
+                    lambda: len(admin.pubsub_channels(CHANNEL + "key*")) == 300, "subscribed"
+                )
+                named = [c for c in admin.client_list() if c["name"] == name]
+                assert sum(1 for c in named if int(c["sub"])) == 1
+                assert len(named) <= 100
+            finally:
+                await cancel_all(tasks)
 
     run(body())
 
@@ -773,8 +807,8 @@ def test_pubsub_connection_killed(redis_env: Env) -> None:
             watcher.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await watcher
-            # Every sample once, in order (duplicates: see the xfail test below).
-            assert list(dict.fromkeys(seen)) == [*want, (5.0, 5.0)]
+            # Every sample once, in order
+            assert seen == [*want, (5.0, 5.0)]
             # Still one pub/sub connection for this backend
             assert redis_env.pubsub_connections(name) <= 1
 
@@ -782,6 +816,8 @@ def test_pubsub_connection_killed(redis_env: Env) -> None:
 
 
 def test_watch_after_reconnection_yields_each_sample_once(redis_env: Env) -> None:
+    # Regression: the catch-up read after a reconnection and the notifications of
+    # the same samples both reached the caller, e.g. [1, 10, 11, 10, 11, 100].
     async def body() -> None:
         async with await redis_env.backend() as backend, await redis_env.backend() as other:
             ts, writer = telstate.aio.TelescopeState(backend), telstate.aio.TelescopeState(other)

@@ -232,7 +232,7 @@ class RedisBackend(AsyncBackend):
         }
         if db is not None:
             options["db"] = db
-        options.setdefault("max_connections", _MAX_CONNECTIONS)
+        options["max_connections"] = kwargs.get("max_connections", _MAX_CONNECTIONS)
         pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=None, **options)
         backend = cls(redis.asyncio.Redis.from_pool(pool))  # the client owns the pool
         try:
