@@ -2,7 +2,8 @@
 
 Each server gets its own temporary directory, a Unix socket and/or a free TCP
 port on 127.0.0.1, and ``--save ''`` so it writes nothing unless asked.  Tests
-that kill or restart a server make their own RedisServer.
+that kill or restart a server make their own RedisServer; give it
+:data:`DURABLE_ARGS` when acknowledged writes must survive the kill.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any
 
 import pytest
 import redis
+
+#: redis-server options under which every acknowledged write survives SIGKILL: the
+#: append-only file, fsynced before the server sends any reply.  :meth:`RedisServer.start`
+#: after :meth:`RedisServer.kill` loads it back (same directory, socket and port).
+DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 def free_port() -> int:
@@ -118,6 +124,14 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no final save); :meth:`start` brings it back."""
+        self.stop(kill=True)
 
     def close(self) -> None:
         self.stop()

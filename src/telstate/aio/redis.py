@@ -318,10 +318,23 @@ class RedisBackend(AsyncBackend):
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
         calls = proto.batch_calls(writes)
         with redis_errors(self.server):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in calls:
-                    await self._scripts[script](keys=keys, args=args, client=pipe)
-                replies = await pipe.execute(raise_on_error=False)
+            for attempt in (0, 1):
+                # A server restarted under the pipeline forgets the scripts: build the
+                # pipeline again (it loads them first).  Writes are idempotent: resending
+                # them is safe.
+                try:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for script, keys, args, _ in calls:
+                            await self._scripts[script](keys=keys, args=args, client=pipe)
+                        replies = await pipe.execute(raise_on_error=False)
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    continue
+                if attempt or not any(
+                    isinstance(reply, redis.exceptions.NoScriptError) for reply in replies
+                ):
+                    break
             return proto.parse_batch(writes, calls, replies)
 
     async def delete(self, keys: Sequence[bytes]) -> None:
