@@ -41,6 +41,8 @@ from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
 from .servers import RedisServer
+from .snapshots import aio_contents as aio_snapshot
+from .snapshots import contents as snapshot
 
 ROUNDS = max(1, int(os.environ.get("TELSTATE_FAULT_ROUNDS", "2")))
 PROCESSES = 8
@@ -478,28 +480,6 @@ async def _async_worker(ts: telstate.aio.TelescopeState, plan: Plan, w: int) -> 
     await ts.set(f"done_{w}", True)
     # (A task here may wait for the whole run: asyncio memory calls never yield.)
     await ts.wait_key(f"done_{(w + 1) % plan.workers}", timeout=HANG)
-
-
-def snapshot(ts: TelescopeState) -> dict[str, tuple[KeyType | None, Any]]:
-    out: dict[str, tuple[KeyType | None, Any]] = {}
-    for key in ts.keys():
-        kind = ts.key_type(key)
-        if kind is KeyType.MUTABLE:
-            out[key] = (kind, ts.get_range(key, st=0, return_encoded=True))
-        else:
-            out[key] = (kind, ts.get(key, return_encoded=True))
-    return out
-
-
-async def aio_snapshot(ts: telstate.aio.TelescopeState) -> dict[str, tuple[KeyType | None, Any]]:
-    out: dict[str, tuple[KeyType | None, Any]] = {}
-    for key in await ts.keys():
-        kind = await ts.key_type(key)
-        if kind is KeyType.MUTABLE:
-            out[key] = (kind, await ts.get_range(key, st=0, return_encoded=True))
-        else:
-            out[key] = (kind, await ts.get(key, return_encoded=True))
-    return out
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])

@@ -55,11 +55,12 @@ from redis.backoff import ExponentialBackoff
 
 import telstate
 import telstate.aio
-from telstate import KeyType, TelescopeState
+from telstate import TelescopeState
 from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
 from .servers import DURABLE_ARGS, RedisServer
+from .snapshots import aio_contents, contents
 
 ROUNDS = max(1, int(os.environ.get("TELSTATE_FAULT_ROUNDS", "2")))
 DOWNTIME = 0.5  # seconds a killed server stays down
@@ -149,29 +150,6 @@ def subscribers(server: RedisServer, key: str) -> int:
         return 0
     finally:
         client.close()
-
-
-def contents(ts: TelescopeState) -> dict[str, tuple[KeyType | None, Any]]:
-    """Every key's type and stored bytes (all samples of a sensor)."""
-    out: dict[str, tuple[KeyType | None, Any]] = {}
-    for key in ts.keys():
-        kind = ts.key_type(key)
-        if kind is KeyType.MUTABLE:
-            out[key] = (kind, ts.get_range(key, st=0, return_encoded=True))
-        else:
-            out[key] = (kind, ts.get(key, return_encoded=True))
-    return out
-
-
-async def aio_contents(ts: telstate.aio.TelescopeState) -> dict[str, tuple[KeyType | None, Any]]:
-    out: dict[str, tuple[KeyType | None, Any]] = {}
-    for key in await ts.keys():
-        kind = await ts.key_type(key)
-        if kind is KeyType.MUTABLE:
-            out[key] = (kind, await ts.get_range(key, st=0, return_encoded=True))
-        else:
-            out[key] = (kind, await ts.get(key, return_encoded=True))
-    return out
 
 
 def check_stream(

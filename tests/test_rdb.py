@@ -23,21 +23,7 @@ from telstate.rdb._reader import RdbIndex
 
 from .rdb_data import fill
 from .servers import RedisServer
-
-
-def _snapshot(ts: TelescopeState) -> dict[str, Any]:
-    """Everything a telescope state holds, in a comparable form (encoded bytes)."""
-    out: dict[str, Any] = {}
-    root = ts.root()
-    for key in root.keys():
-        kind = root.key_type(key)
-        if kind is None:
-            continue  # a Redis type that telstate does not use
-        if kind is KeyType.MUTABLE:
-            out[key] = ("sensor", root.get_range(key, st=0, return_encoded=True))
-        else:
-            out[key] = (kind, root.get(key, return_encoded=True))
-    return out
+from .snapshots import contents as _snapshot
 
 
 @pytest.fixture(scope="module")
