@@ -926,7 +926,7 @@ def test_failures_never_show_password(
 
     async def aio() -> None:
         if front == "aio-url":
-            backend = await AioRedisBackend.from_url(url)
+            backend = await AioRedisBackend.from_url(url, retry_window=0.3)
         else:
             backend = AioRedisBackend(redis.asyncio.Redis.from_url(url))
         try:

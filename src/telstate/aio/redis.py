@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from .._errors import ConnectionError, ImmutableKeyError
 from .._keys import KeyType
@@ -30,6 +30,7 @@ from .._ranges import RangeQuery
 from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
+from ..backends._wire import _FIRST_DELAY, _MAX_DELAY, RETRY_WINDOW
 from ..backends.base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 from ..backends.redis import _CONNECT_KWARGS, describe_server, raise_error_replies, redis_errors
 from ..rdb._load import merge_writes
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisBackend"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _RECONNECT_DELAY = 0.1
 _MAX_CONNECTIONS = 32  # per backend; more concurrent calls wait for a free one
@@ -190,6 +192,37 @@ class _Hub:
         self.confirmed.clear()
 
 
+def _retries(window: float) -> int:
+    """How many retries, with the backoff used, fit in about `window` seconds."""
+    count, delay, spent = 0, _FIRST_DELAY, 0.0
+    while spent + delay <= window:
+        spent += delay
+        count += 1
+        delay = min(2 * delay, _MAX_DELAY)
+    return count
+
+
+def _refused(error: Exception) -> bool:
+    """Failures that trying again cannot mend: credentials, TLS certificates."""
+    return isinstance(error, redis.AuthenticationError) or "SSL" in str(error)
+
+
+class _Retry(Retry):
+    """redis-py's retry, except for refused credentials and certificates."""
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[_T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> _T:
+        def retryable(error: Exception) -> bool:
+            return not _refused(error) and (is_retryable is None or is_retryable(error))
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 class RedisBackend(AsyncBackend):
     """Telescope state in a Redis server, for asyncio.
 
@@ -209,20 +242,35 @@ class RedisBackend(AsyncBackend):
         self._closing: asyncio.Task[None] | None = None
 
     @classmethod
-    async def from_url(cls, url: str, db: int | None = None, **kwargs: Any) -> RedisBackend:
+    async def from_url(
+        cls, url: str, db: int | None = None, retry_window: float = RETRY_WINDOW, **kwargs: Any
+    ) -> RedisBackend:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` `url` and check the server answers.
+
+        Parameters
+        ----------
+        url
+            Server URL, with credentials if needed.
+        db
+            Database number, overriding the URL's.
+        retry_window
+            About how many seconds calls keep retrying after a connection failure
+            (backoff from 50 ms doubling to 1 s) before raising ConnectionError.
+        kwargs
+            More options for :class:`redis.asyncio.BlockingConnectionPool`.
 
         Raises
         ------
         ConnectionError
-            If the server cannot be reached.
+            If the server cannot be reached (at once: the first contact is not retried).
         """
         # No socket_timeout: redis-py then wraps every read in asyncio.wait_for, which on
         # Python 3.11 can swallow a task's cancellation.  A blocking pool makes thousands
-        # of concurrent calls queue for a connection instead of failing.
-        # Retries as the sync backend's (about 5 s of backoff, writes being idempotent);
-        # their sleeps also let other tasks run while the server is away.
-        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 9)
+        # of concurrent calls queue for a connection instead of failing.  Retries as the
+        # sync backend's (writes are idempotent); their sleeps let other tasks run.
+        retry = _Retry(
+            ExponentialBackoff(cap=_MAX_DELAY, base=_FIRST_DELAY), _retries(retry_window)
+        )
         options: dict[str, Any] = {
             **_CONNECT_KWARGS,
             "socket_timeout": None,
@@ -235,12 +283,19 @@ class RedisBackend(AsyncBackend):
         options["max_connections"] = kwargs.get("max_connections", _MAX_CONNECTIONS)
         pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=None, **options)
         backend = cls(redis.asyncio.Redis.from_pool(pool))  # the client owns the pool
+        # The first contact, on a connection of its own without retries: an unreachable
+        # server or refused credentials fail at once.
+        probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
         try:
             with redis_errors(backend.server):
-                await backend.client.ping()
+                await probe.connect()  # type: ignore[no-untyped-call]
+                await probe.send_command("PING")
+                await probe.read_response()
         except ConnectionError:
             await backend.client.aclose()
             raise
+        finally:
+            await probe.disconnect()
         return backend
 
     def __repr__(self) -> str:
