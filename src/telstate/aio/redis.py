@@ -31,7 +31,7 @@ from .._samples import SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
 from ..backends._wire import _FIRST_DELAY, _MAX_DELAY, RETRY_WINDOW
-from ..backends.base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
+from ..backends.base import Found, KeyStats, Snapshot, Write, snapshot_steps
 from ..backends.redis import _CONNECT_KWARGS, describe_server, raise_error_replies, redis_errors
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
@@ -418,14 +418,14 @@ class RedisBackend(AsyncBackend):
     async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         result: list[Snapshot | None] = []
         for key in keys:
-            found = await self.get([key])
-            if found is None:
-                result.append(None)
-            elif found[1] is KeyType.MUTABLE:
-                batch = await self.get_range([key], ALL_SAMPLES)
-                result.append(None if batch is None else (KeyType.MUTABLE, batch))
-            else:
-                result.append((found[1], found[2]))
+            steps = snapshot_steps(key)
+            reply: Any = None
+            try:
+                while True:
+                    method, args = steps.send(reply)
+                    reply = await getattr(self, method)(*args)
+            except StopIteration as done:
+                result.append(done.value)
         return result
 
     async def load_rdb(self, index: RdbIndex) -> int:

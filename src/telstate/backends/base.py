@@ -17,9 +17,9 @@ that changes data tells the key's subscribers (see :mod:`telstate._updates`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
@@ -76,6 +76,22 @@ class KeyStats:
     nbytes: int
     first: float | None = None
     last: float | None = None
+
+
+def snapshot_steps(
+    key: bytes,
+) -> Generator[tuple[str, tuple[Any, ...]], Any, Snapshot | None]:
+    """The reads that take a key's snapshot, as (method, args) requests (sync or asyncio).
+
+    ``get`` first; for a sensor then ``get_range`` of every sample.
+    """
+    found = yield "get", ([key],)
+    if found is None:
+        return None
+    if found[1] is KeyType.MUTABLE:
+        batch = yield "get_range", ([key], ALL_SAMPLES)
+        return None if batch is None else (KeyType.MUTABLE, batch)
+    return found[1], found[2]
 
 
 class Subscription(ABC):
@@ -171,14 +187,14 @@ class Backend(ABC):
         """The whole content of each of `keys` (None where absent), for writing files."""
         result: list[Snapshot | None] = []
         for key in keys:
-            found = self.get([key])
-            if found is None:
-                result.append(None)
-            elif found[1] is KeyType.MUTABLE:
-                batch = self.get_range([key], ALL_SAMPLES)
-                result.append(None if batch is None else (KeyType.MUTABLE, batch))
-            else:
-                result.append((found[1], found[2]))
+            steps = snapshot_steps(key)
+            reply: Any = None
+            try:
+                while True:
+                    method, args = steps.send(reply)
+                    reply = getattr(self, method)(*args)
+            except StopIteration as done:
+                result.append(done.value)
         return result
 
     @abstractmethod
