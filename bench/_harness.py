@@ -28,6 +28,7 @@ This module is imported by the scripts as ``_harness`` (their directory is on
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
 import importlib
 import json
@@ -363,3 +364,64 @@ def report(
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 1 if CHECKS.failures else 0
+
+
+# --------------------------------------------------------------------------- shared workloads
+
+
+def add_sensor_reads(
+    registry: Registry,
+    sensor_fixture: Callable[[ModuleType, int], Any],
+    t0: float,
+    full_target: float,
+) -> None:
+    """Register the three sensor-read workloads that every backend benchmark runs.
+
+    `sensor_fixture(mod, n)` gives a TelescopeState whose 'sensor' holds float(i) at
+    t0 + i for i < n.
+    """
+
+    @registry.workload(
+        "range_full", "get_range full", "ms", "time", target=full_target, uses_sensor=True
+    )
+    def range_full(mod: ModuleType, sizes: Any) -> float:
+        ts = sensor_fixture(mod, sizes.samples)
+        seconds, got = timed(lambda: ts.get_range("sensor", st=0))
+        CHECKS.expect(got == expected_samples(0, sizes.samples, t0), mod, "get_range full: wrong")
+        CHECKS.expect(all_floats(got), mod, "get_range full: values or times not float")
+        return seconds * 1e3
+
+    @registry.workload("range_window", "get_range 1 % window", "ms", "time", uses_sensor=True)
+    def range_window(mod: ModuleType, sizes: Any) -> float:
+        ts = sensor_fixture(mod, sizes.samples)
+        lo = (sizes.samples - sizes.window) // 2
+        st, et = t0 + lo, t0 + lo + sizes.window
+
+        def run() -> list[Any]:
+            return [ts.get_range("sensor", st=st, et=et) for _ in range(sizes.window_queries)]
+
+        seconds, results = timed(run)
+        expected = expected_samples(lo, lo + sizes.window, t0)
+        CHECKS.expect(results[-1] == expected, mod, "get_range window: wrong samples")
+        CHECKS.expect(all_floats(results[-1]), mod, "get_range window: values or times not float")
+        return seconds / sizes.window_queries * 1e3
+
+    @registry.workload("range_previous", "previous-sample lookup", "µs", "time", uses_sensor=True)
+    def range_previous(mod: ModuleType, sizes: Any) -> float:
+        ts = sensor_fixture(mod, sizes.samples)
+        rng = np.random.default_rng(42)
+        # Between the first and the last sample, some exactly on a sample (strict "before").
+        offsets = rng.uniform(1, sizes.samples, sizes.lookups)
+        offsets[::10] = np.floor(offsets[::10])
+        times = (t0 + offsets).tolist()
+        ts.get_range("sensor", et=times[0])  # warm-up
+
+        seconds, results = timed(lambda: [ts.get_range("sensor", et=t) for t in times])
+        sample_times = [t0 + i for i in range(sizes.samples)]
+        expected = []
+        for t in times:
+            i = bisect.bisect_left(sample_times, t) - 1
+            expected.append([(float(i), t0 + i)])
+        CHECKS.expect(results == expected, mod, "previous-sample lookup: wrong samples")
+        CHECKS.expect(all(all_floats(r) for r in results), mod, "previous-sample: not float")
+        return seconds / sizes.lookups * 1e6

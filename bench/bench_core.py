@@ -39,7 +39,6 @@ the options; see bench/README.md.
 
 from __future__ import annotations
 
-import bisect
 import gc
 import os
 import statistics
@@ -54,7 +53,7 @@ from typing import Any
 import numpy as np
 
 import _harness
-from _harness import CHECKS, SRC, Hooks, Registry, all_floats, timed
+from _harness import CHECKS, SRC, Hooks, Registry, add_sensor_reads, timed
 
 MIB = 1 << 20
 T0 = 1e9  # timestamp of sample 0 of every sensor; sample i is at T0 + i
@@ -162,49 +161,7 @@ def sensor_add(mod: ModuleType, sizes: Sizes) -> float:
     return sizes.ops / seconds
 
 
-@workload("range_full", "get_range full", "ms", "time", target=4, uses_sensor=True)
-def range_full(mod: ModuleType, sizes: Sizes) -> float:
-    ts = sensor_fixture(mod, sizes.samples)
-    seconds, got = timed(lambda: ts.get_range("sensor", st=0))
-    CHECKS.expect(got == expected_samples(0, sizes.samples), mod, "get_range full: wrong samples")
-    CHECKS.expect(all_floats(got), mod, "get_range full: values or times not float")
-    return seconds * 1e3
-
-
-@workload("range_window", "get_range 1 % window", "ms", "time", uses_sensor=True)
-def range_window(mod: ModuleType, sizes: Sizes) -> float:
-    ts = sensor_fixture(mod, sizes.samples)
-    lo = (sizes.samples - sizes.window) // 2
-    st, et = T0 + lo, T0 + lo + sizes.window
-
-    def run() -> list[Any]:
-        return [ts.get_range("sensor", st=st, et=et) for _ in range(sizes.window_queries)]
-
-    seconds, results = timed(run)
-    expected = expected_samples(lo, lo + sizes.window)
-    CHECKS.expect(results[-1] == expected, mod, "get_range window: wrong samples")
-    CHECKS.expect(all_floats(results[-1]), mod, "get_range window: values or times not float")
-    return seconds / sizes.window_queries * 1e3
-
-
-@workload("range_previous", "previous-sample lookup", "µs", "time", uses_sensor=True)
-def range_previous(mod: ModuleType, sizes: Sizes) -> float:
-    ts = sensor_fixture(mod, sizes.samples)
-    rng = np.random.default_rng(42)
-    # Between the first and the last sample, some exactly on a sample (strict "before").
-    offsets = rng.uniform(1, sizes.samples, sizes.lookups)
-    offsets[::10] = np.floor(offsets[::10])
-    times = (T0 + offsets).tolist()
-    ts.get_range("sensor", et=times[0])  # warm-up
-
-    seconds, results = timed(lambda: [ts.get_range("sensor", et=t) for t in times])
-    sample_times = [T0 + i for i in range(sizes.samples)]
-    expected = []
-    for t in times:
-        i = bisect.bisect_left(sample_times, t) - 1
-        expected.append([(float(i), T0 + i)])
-    CHECKS.expect(results == expected, mod, "previous-sample lookup: wrong samples")
-    return seconds / sizes.lookups * 1e6
+add_sensor_reads(WORKLOADS, sensor_fixture, T0, full_target=4)
 
 
 @workload("latest_get", "latest value, get()", "µs", "time", uses_sensor=True)
