@@ -115,7 +115,9 @@ class _RedisSubscription(Subscription):
     def __init__(self, backend: RedisBackend, keys: Sequence[bytes]) -> None:
         self._backend = backend
         self._types: dict[bytes, KeyType | None] = {}
-        self._pubsub = backend.client.pubsub()  # type: ignore[no-untyped-call]
+        # Typed loosely: redis-py's hints for pubsub() and get_message() differ by release.
+        make_pubsub: Any = backend.client.pubsub
+        self._pubsub: Any = make_pubsub()
         channels = list(dict.fromkeys(CHANNEL_PREFIX + key for key in keys))
         with redis_errors(backend.server):
             self._pubsub.subscribe(*channels)
