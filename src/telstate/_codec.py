@@ -33,7 +33,7 @@ import pickle
 import struct
 import threading
 import warnings
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgpack
 import numpy as np
@@ -71,6 +71,9 @@ EXT_NUMPY_SCALAR: Final = 4
 _MSGPACK_HEADER: Final = 0xFF
 _PICKLE_MAX_HEADER: Final = 0x80
 _COMPLEX = struct.Struct(">dd")
+# numpy's .npy helpers; typed as Any because their annotations differ between the
+# numpy releases we support (untyped before numpy 2).
+_npy: Any = np.lib.format
 _MAX_ELEMENTS: Final = int(np.iinfo(np.intp).max)
 _MAX_NPY_HEADER: Final = 10000  # characters: numpy.load's default max_header_size
 # Each msgpack.unpackb call keeps ~40 KiB of parser state on the C stack, and every
@@ -152,9 +155,9 @@ def _npy_parts(array: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
     """
     if array.dtype.hasobject:
         raise EncodeError(f"cannot encode arrays of dtype {array.dtype}: they hold Python objects")
-    header_data = np.lib.format.header_data_from_array_1_0(array)
+    header_data = _npy.header_data_from_array_1_0(array)
     if array.dtype.names is not None and (
-        np.lib.format.descr_to_dtype(header_data["descr"]).itemsize != array.dtype.itemsize
+        _npy.descr_to_dtype(header_data["descr"]).itemsize != array.dtype.itemsize
     ):
         # Some dtypes made by numpy's promotion (np.concatenate of structs nested, with
         # padding, in subarrays) have a descr of another size: the bytes written would
@@ -162,7 +165,7 @@ def _npy_parts(array: np.ndarray[Any, Any]) -> tuple[bytes, memoryview]:
         raise EncodeError(f"a .npy header cannot describe numpy dtype {array.dtype}")
     header = io.BytesIO()
     try:
-        np.lib.format.write_array_header_1_0(header, header_data)
+        _npy.write_array_header_1_0(header, header_data)
     except (ValueError, UnicodeEncodeError):
         # Too long or not latin-1 for a version 1.0 header: let numpy pick the version.
         whole = io.BytesIO()
@@ -190,7 +193,7 @@ def _encode_ndarray(array: np.ndarray[Any, Any]) -> bytes:
 def _encode_numpy_scalar(value: np.generic) -> bytes:
     if value.dtype.hasobject:
         raise EncodeError(f"cannot encode numpy scalars of dtype {value.dtype}")
-    descr = np.lib.format.dtype_to_descr(value.dtype)
+    descr = _npy.dtype_to_descr(value.dtype)
     return _pack_nested(descr) + value.tobytes()
 
 
@@ -294,20 +297,24 @@ def _read_array_header_3_0(fp: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dt
     if len(text) > _MAX_NPY_HEADER:
         raise DecodeError(f"numpy array header of {len(text)} characters is too long")
     escaped = text.encode("latin-1", "backslashreplace")
-    return np.lib.format.read_array_header_2_0(
+    parsed: tuple[tuple[int, ...], bool, np.dtype[Any]] = _npy.read_array_header_2_0(
         io.BytesIO(struct.pack("<I", len(escaped)) + escaped), max_header_size=len(escaped)
     )
+    return parsed
 
 
 def _decode_ndarray(data: bytes | memoryview) -> np.ndarray[Any, Any]:
     """Array from a .npy file held in `data`, with exactly one copy of the data."""
     header = io.BytesIO(data[: 65536 + 16] if len(data) > 65536 + 16 else data)
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype[Any]
     try:
-        version = np.lib.format.read_magic(header)
+        version = _npy.read_magic(header)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(header)
+            shape, fortran, dtype = _npy.read_array_header_1_0(header)
         elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(header)
+            shape, fortran, dtype = _npy.read_array_header_2_0(header)
         elif version == (3, 0):
             # Not numpy.load: it allocates what the header claims before reading the data.
             shape, fortran, dtype = _read_array_header_3_0(header)
@@ -362,8 +369,9 @@ def _decode_numpy_scalar(data: bytes, depth: int) -> np.generic:
     except msgpack.OutOfData as exc:
         raise DecodeError("truncated numpy scalar") from exc
     raw = data[unpacker.tell() :]
+    dtype: np.dtype[Any]
     try:
-        dtype = np.lib.format.descr_to_dtype(descr)
+        dtype = _npy.descr_to_dtype(descr)
     except Exception as exc:
         raise DecodeError(f"bad numpy dtype {descr!r}: {exc}") from exc
     if dtype.hasobject:
@@ -372,10 +380,10 @@ def _decode_numpy_scalar(data: bytes, depth: int) -> np.generic:
         # An empty str / bytes / void, such as np.array(["a", ""])[1]: numpy.frombuffer
         # refuses zero-width dtypes (katsdptelstate cannot decode these), and the value
         # was encoded as its tobytes(), which pads S0 and U0 to a character.
-        empty = np.ndarray((), dtype)[()]
+        empty = cast(np.generic, np.ndarray((), dtype)[()])  # indexing a 0-d array: a scalar
         if raw != empty.tobytes():
             raise DecodeError(f"numpy scalar of dtype {dtype} has {len(raw)} bytes of data")
-        return empty  # type: ignore[return-value]
+        return empty
     if len(raw) != dtype.itemsize:
         raise DecodeError(
             f"numpy scalar of dtype {dtype} needs {dtype.itemsize} bytes, not {len(raw)}"

@@ -1,0 +1,64 @@
+"""The dependency versions pyproject.toml claims are the ones CI installs and tests.
+
+CI installs the pins of ``.ci/constraints.txt`` for the full suite and the floors of
+``.ci/floor.txt`` for a second run; these tests keep the three files telling the same story,
+so a lower bound in pyproject.toml is never one that no test has run against.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    name = re.split(r"[=<>!~\[; ]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not an exact pin"
+            pins[_name(name)] = version
+    return pins
+
+
+def _lower_bounds(requirements: list[str]) -> dict[str, str]:
+    bounds = {}
+    for requirement in requirements:
+        match = re.search(r">=\s*([\w.]+)", requirement)
+        assert match, f"pyproject.toml: {requirement!r} has no lower bound"
+        bounds[_name(requirement)] = match.group(1)
+    return bounds
+
+
+def test_pyproject_floors_are_the_tested_floors() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floor = _pins(ROOT / ".ci" / "floor.txt")
+    extras = project["optional-dependencies"]
+    claimed = _lower_bounds(project["dependencies"] + extras["plot"] + extras["progress"])
+    assert claimed == {name: floor[name] for name in claimed}
+    # what the floor file adds beyond the claims only follows them down (e.g. matplotlib's
+    # own dependencies), it is never a claim of ours
+    assert set(floor) >= set(claimed)
+
+
+def test_everything_ci_installs_is_pinned() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _pins(ROOT / ".ci" / "constraints.txt")
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    missing = sorted({_name(requirement) for requirement in wanted} - set(pins))
+    assert not missing, f"not pinned in .ci/constraints.txt: {missing}"
+
+
+def test_python_floor_is_the_one_ci_tests() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert "python3.11" in (ROOT / ".ci" / "run").read_text()
