@@ -44,8 +44,6 @@ from .test_codec import floats as codec_floats
 from .test_codec import ints as codec_ints
 from .test_codec import values as encodable_values
 
-pytest.importorskip("matplotlib")
-
 MAX = sys.float_info.max  # 1.7976931348623157e308
 EDGE_TIMES = (0.0, 5e-324, 1e300, MAX)
 LAST_DATE = 253402300799.0  # 9999-12-31T23:59:59Z
