@@ -1,7 +1,8 @@
 """Text for the ``telstate`` command: times, sizes, values, tables, namespaces.
 
 Pure functions only (no I/O), so that every rendering rule is tested directly.
-Times are always shown in UTC as ISO 8601 with a ``Z``; a time given by the
+Times are always shown in UTC as ISO 8601 with a ``Z`` (a time past the year
+9999, which no date holds, as its Unix time: ``@1e+300``); a time given by the
 user is a Unix time or an ISO 8601 date-time (UTC unless it names a zone).
 Values are shown with ``repr`` (so ``'4096'`` and ``4096`` differ), numpy
 arrays as a one-line summary unless asked in full, and converted for JSON with
@@ -17,7 +18,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -27,6 +28,31 @@ from ._keys import KeyType
 
 class CommandError(Exception):
     """A user error: the command prints ``telstate: error: <message>`` and fails."""
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(char: re.Match[str]) -> str:
+    code = ord(char.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(shown: str) -> str:
+    """`shown` with control characters, newlines included, and lone surrogates (the
+    non-UTF-8 bytes of a key name) written as ``\\x..`` escapes: for one-line
+    messages and for text drawn in plots."""
+    return _CONTROL.sub(_escape, shown)
+
+
+def first_line(message: object) -> str:
+    """The first non-blank line of `message` (an exception: its text, else its type)."""
+    shown = str(message).strip()
+    if not shown and isinstance(message, BaseException):
+        return type(message).__name__
+    return shown.splitlines()[0].strip() if shown else ""
 
 
 # --------------------------------------------------------------------------- names
@@ -49,14 +75,45 @@ TYPE_CHOICES: Final = {
 # --------------------------------------------------------------------------- times
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: Marks a Unix time shown as a number, as GNU date's ``@1556012345`` does.
+UNIX_MARK: Final = "@"
+#: Durations from this many seconds up are shown as a number of seconds.
+LONG_DURATION: Final = 1e9
+
+
+def utc_datetime(timestamp: float) -> datetime | None:
+    """The UTC date-time of a Unix time, or None if no `datetime` holds it.
+
+    `datetime` reaches from the year 1 to 9999: a sensor timestamp may be any
+    finite double from 0 up (1e300 or 1.8e308 among them), and 9999-12-31 is
+    only 2.5e11 s after the epoch.  Computed from the epoch rather than with
+    ``datetime.fromtimestamp``, so that the range does not depend on the
+    platform's ``time_t``.
+    """
+    try:
+        return _EPOCH + timedelta(seconds=timestamp)
+    except (OverflowError, ValueError):  # beyond the years 1..9999, inf, nan
+        return None
+
+
 def utc(timestamp: float) -> str:
-    """``2019-04-23T09:39:05.000Z``: a Unix time in UTC, to the millisecond."""
-    text = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    """``2019-04-23T09:39:05.000Z``: a Unix time in UTC, to the millisecond.
+
+    A time that no date can show (beyond the year 9999) is its Unix time as
+    ``repr`` writes a float, after an ``@``: ``@1e+300``,
+    ``@1.7976931348623157e+308``; :func:`parse_time` reads it back.
+    """
+    when = utc_datetime(timestamp)
+    if when is None:
+        return f"{UNIX_MARK}{float(timestamp)!r}"
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> float:
-    """A Unix time from ``1556012345.5`` or an ISO 8601 date-time (UTC unless zoned).
+    """A Unix time from ``1556012345.5``, ``@1e+300`` or an ISO 8601 date-time.
+
+    An ISO 8601 date-time without a zone is in UTC.
 
     Raises
     ------
@@ -64,34 +121,41 @@ def parse_time(text: str) -> float:
         With a message saying what is accepted.
     """
     stripped = text.strip()
+    number = stripped[len(UNIX_MARK) :] if stripped.startswith(UNIX_MARK) else stripped
     try:
-        value = float(stripped)
+        value = float(number)
     except ValueError:
         try:
             when = datetime.fromisoformat(stripped)
-        except ValueError:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            value = when.timestamp()
+        except (ValueError, OverflowError):
             raise ValueError(
                 f"bad time {text!r}: give a Unix time (1556012345.5) "
                 "or an ISO 8601 date-time (2019-04-23T09:40:00Z)"
             ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        value = when.timestamp()
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"bad time {text!r}: must be finite and not before 1970")
+        raise ValueError(
+            f"bad time {text!r}: must be finite (at most 1.7976931348623157e308) "
+            "and not before 1970"
+        )
     return value
 
 
 def duration(seconds: float) -> str:
-    """``599.000 s`` below a minute's worth of digits, else ``9 min 59 s``, ``14 h 02 min``."""
-    if seconds < 60:
+    """``1.500 s``, ``9 min 59 s``, ``14 h 02 min 05 s``; ``3.156e+10 s`` from 1e9 s up."""
+    if not math.isfinite(seconds) or abs(seconds) >= LONG_DURATION:
+        return f"{seconds:.4g} s"
+    if abs(seconds) < 60:
         return f"{seconds:.3f} s"
-    whole = round(seconds)
+    sign = "-" if seconds < 0 else ""
+    whole = round(abs(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours} h {minutes:02d} min {secs:02d} s"
-    return f"{minutes} min {secs:02d} s"
+        return f"{sign}{hours} h {minutes:02d} min {secs:02d} s"
+    return f"{sign}{minutes} min {secs:02d} s"
 
 
 def span(first: float | None, last: float | None) -> str:
@@ -99,8 +163,8 @@ def span(first: float | None, last: float | None) -> str:
     if first is None or last is None:
         return ""
     start, end = utc(first), utc(last)
-    if start[:11] == end[:11]:  # same day: the end needs only its time
-        end = end[11:]
+    if start[:11] == end[:11] and not start.startswith(UNIX_MARK):
+        end = end[11:]  # same day: the end needs only its time
     return f"{start} .. {end} ({duration(last - first)})"
 
 
@@ -251,6 +315,21 @@ def csv_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(to_json(value), allow_nan=False)
+
+
+def csv_line(cells: Iterable[str]) -> str:
+    """One CSV record and its ``\\n``, cells quoted as RFC 4180 has it when needed.
+
+    Not :mod:`csv`'s writer: with ``\\n`` ending its lines it leaves a lone
+    ``\\r`` unquoted, which readers then take for the end of the line.
+    """
+    return ",".join(_csv_cell(cell) for cell in cells) + "\n"
+
+
+def _csv_cell(cell: str) -> str:
+    if any(char in cell for char in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 # --------------------------------------------------------------------------- tables

@@ -44,15 +44,16 @@ async def _resolve(ts: TelescopeState, key: str) -> str:
 
 
 async def _follow(ts: TelescopeState, key: str, indexed: bool, initial: bool) -> None:
+    shown = text.printable(key)
     async for value, stamp in ts.watch(key, initial=initial):
         when = text.utc(stamp if stamp is not None else time.time())
         if indexed and isinstance(value, dict) and len(value) != 1:
             # An indexed key's current dict comes first, whole: show it a sub-key
             # a line, like the updates that follow.
             for sub_key, item in text.sorted_dict(value).items():
-                print(f"{when}  {key}  {text.one_line({sub_key: item})}", flush=True)
+                print(f"{when}  {shown}  {text.one_line({sub_key: item})}", flush=True)
         else:
-            print(f"{when}  {key}  {text.one_line(value)}", flush=True)
+            print(f"{when}  {shown}  {text.one_line(value)}", flush=True)
 
 
 async def _watch(url: str, keys: Sequence[str], views: Sequence[str], initial: bool) -> None:

@@ -30,11 +30,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
 
+from . import _cli_text
 from ._keys import KeyType
 from .client import TelescopeState
 
@@ -457,11 +457,6 @@ _N_EXAMPLES = 6
 _VALUE_WIDTH = 60
 
 
-def _utc(timestamp: float) -> str:
-    text = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
 def _short(value: Any) -> str:
     """A one-line rendering of a value, cut to a readable width."""
     if isinstance(value, np.ndarray):
@@ -584,9 +579,9 @@ def summarize(ts: TelescopeState) -> str:
     sensor_rows = [["sensors", str(len(sensors))], ["samples", str(n_samples)]]
     if n_samples:
         sensor_rows += [
-            ["first sample", _utc(first)],
-            ["last sample", _utc(last)],
-            ["span", f"{last - first:.3f} s"],
+            ["first sample", _cli_text.utc(first)],
+            ["last sample", _cli_text.utc(last)],
+            ["span", _cli_text.duration(last - first)],
         ]
     lines += _table(sensor_rows)
 
@@ -604,7 +599,7 @@ def summarize(ts: TelescopeState) -> str:
     if any(samples for _, samples in latest):
         lines.append("Latest sensor values")
         lines += _table(
-            [key, _utc(samples[-1][1]), _short(samples[-1][0])]
+            [key, _cli_text.utc(samples[-1][1]), _short(samples[-1][0])]
             for key, samples in latest
             if samples
         )

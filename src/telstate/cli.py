@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import difflib
+import io
 import json
 import os
 import re
@@ -168,7 +168,7 @@ def _source_lines(source: Source) -> list[str]:
             name = field.decode("utf-8", "replace")
             shown = value.decode("utf-8", "replace")
             if name == "ctime" and shown.isdigit():
-                shown = text.utc(int(shown)).replace(".000Z", "Z")
+                shown = text.utc(float(shown)).replace(".000Z", "Z")
             elif name == "used-mem" and shown.isdigit():
                 shown = text.size(int(shown))
             rows.append([name, shown])
@@ -221,7 +221,7 @@ def _info(args: argparse.Namespace) -> int:
         lines.append("Namespaces")
         order = ["capture block", "capture stream", "stream"]
         rows = [
-            [kind, name, str(count), "key" if count == 1 else "keys"]
+            [kind, text.printable(name), str(count), "key" if count == 1 else "keys"]
             for kind in order
             for (k, name), count in sorted(spaces.items())
             if k == kind
@@ -252,7 +252,10 @@ def _info(args: argparse.Namespace) -> int:
         biggest = sorted(found.items(), key=lambda item: (-item[1].nbytes, item[0]))[:10]
         if biggest:
             lines.append("Biggest keys")
-            rows = [[key, text.TYPE_NAMES[s.key_type], text.size(s.nbytes)] for key, s in biggest]
+            rows = [
+                [text.printable(key), text.TYPE_NAMES[s.key_type], text.size(s.nbytes)]
+                for key, s in biggest
+            ]
             lines += ["  " + line for line in text.table(rows)]
     print("\n".join(lines))
     return 0
@@ -282,14 +285,14 @@ def _keys(args: argparse.Namespace) -> int:
         for (name, full), s in zip(names.items(), stats, strict=True):
             if s is None or (wanted is not None and s.key_type is not wanted):
                 continue
-            if args.names:
+            if args.names:  # for scripts: the name itself, bytes that are not UTF-8 too
                 print(name)
                 continue
             count = "" if s.key_type is KeyType.IMMUTABLE else str(s.count)
-            row = [name, text.TYPE_NAMES[s.key_type], count, text.size(s.nbytes)]
+            row = [text.printable(name), text.TYPE_NAMES[s.key_type], count, text.size(s.nbytes)]
             if args.view:
                 prefix = full[: len(full) - len(name)]
-                row.insert(1, prefix.rstrip("_") or "(root)")
+                row.insert(1, text.printable(prefix.rstrip("_")) or "(root)")
             row.append(text.span(s.first, s.last))
             rows.append(row)
     if rows:
@@ -381,10 +384,9 @@ def _range(args: argparse.Namespace) -> int:
             out.write(("\n" if i == 0 else ",\n") + json.dumps(item, allow_nan=False))
         out.write("\n]\n" if samples else "]\n")
     elif args.format == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["timestamp", "time", "value"])
+        out.write(text.csv_line(["timestamp", "time", "value"]))
         for value, stamp in samples:
-            writer.writerow([repr(stamp), text.utc(stamp), text.csv_value(value)])
+            out.write(text.csv_line([repr(stamp), text.utc(stamp), text.csv_value(value)]))
     else:
         if not samples:
             print("(no samples in that range)", file=sys.stderr)
@@ -567,7 +569,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _error(message: str) -> int:
-    print(f"telstate: error: {message}", file=sys.stderr)
+    """Print the one line of an error; names in it keep their newlines as escapes."""
+    print(f"telstate: error: {text.printable(message)}", file=sys.stderr)
     return 1
 
 
@@ -576,8 +579,29 @@ def _describe(exc: BaseException) -> str:
         return exc.args[0]
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
-    message = str(exc).strip() or type(exc).__name__
-    return message.splitlines()[0]
+    return text.first_line(exc)
+
+
+@contextlib.contextmanager
+def _names_as_bytes() -> Iterator[None]:
+    """Print key names that are not UTF-8 as their own bytes, as ``ls`` does.
+
+    Such names come from Redis and RDB files as str with surrogate escapes
+    (``b'\\xff'`` is ``'\\udcff'``), which a UTF-8 stdout in strict mode
+    refuses; with ``surrogateescape`` the bytes go out as they are, and a name
+    printed by ``keys --names`` can be given back as an argument.
+    """
+    stream = sys.stdout
+    errors = getattr(stream, "errors", None)
+    if errors != "strict" or not isinstance(stream, io.TextIOWrapper):
+        yield
+        return
+    stream.reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):  # closed meanwhile, broken pipe
+            stream.reconfigure(errors=errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -590,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _names_as_bytes():
+            return func(args)
     except CommandError as exc:
         return _error(str(exc))
     except (TelstateError, OSError, KeyError, ValueError, redis.RedisError) as exc:
