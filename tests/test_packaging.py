@@ -61,4 +61,4 @@ def test_everything_ci_installs_is_pinned() -> None:
 def test_python_floor_is_the_one_ci_tests() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
-    assert "python3.11" in (ROOT / ".ci" / "run").read_text()
+    assert "find_python 3.11" in (ROOT / ".ci" / "run").read_text()
