@@ -442,7 +442,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
             Seconds to wait before raising TimeoutError (default: forever).
         cancel_future
             A future (e.g. :class:`concurrent.futures.Future`); the wait raises
-            CancelledError once it is done.
+            CancelledError once it is done.  The key is looked at first, so a
+            wait whose condition already holds returns even if it is done.
 
         Raises
         ------
@@ -510,7 +511,6 @@ def _drive(
 
     reply: Any = None
     try:
-        check_cancelled()
         while True:
             try:
                 request = steps.send(reply)
@@ -519,6 +519,9 @@ def _drive(
             if isinstance(request, Call):
                 reply = getattr(backend, request.method)(*request.args)
             elif isinstance(request, Subscribe):
+                # The key was looked at first (a satisfied wait returns even if cancelled,
+                # as in katsdptelstate); one that must block is cancelled before subscribing.
+                check_cancelled()
                 subscription = backend.subscribe(request.keys)
                 reply = None
             else:
