@@ -147,12 +147,18 @@ class TelescopeState(TelescopeStateBase[Backend]):
 
         The file is RDB version 9 in encodings every reader knows (katsdptelstate
         1.0, Redis >= 5), whichever backend holds the data; see
-        :class:`telstate.rdb.RDBWriter` for more control.
+        :class:`telstate.rdb.RDBWriter` for more control.  All or nothing: a save
+        that raises removes its file.
         """
         from .rdb import RDBWriter
 
-        with RDBWriter(filename) as writer:
+        writer = RDBWriter(filename)
+        try:
             writer.save(self._backend, keys)
+            writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
         return writer.keys_written
 
     # -- attribute and item access
