@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 import telstate
+import telstate.aio
 from telstate import ConnectionError, TelescopeState
 from telstate.backends.redis import RedisBackend
 from telstate.endpoint import Endpoint
@@ -213,3 +216,45 @@ def test_wait_key_is_woken_by_write_not_polling(redis_client: redis.Redis) -> No
     calls = {name: n - before.get(name, 0) for name, n in during.items()}
     reads = calls.get("evalsha", 0) + calls.get("exists", 0) + calls.get("get", 0)
     assert reads <= 2  # the checks before and after subscribing, nothing more
+
+
+def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
+    """katsdptelstate let redis-py's errors through: ``except redis.ConnectionError`` must work."""
+    import fakeredis
+
+    path = tmp_path / "one.rdb"
+    source = TelescopeState()
+    source["x"] = 1
+    source.save_to_file(path)
+    unreachable = f"127.0.0.1:{free_port()}"
+    with pytest.raises(redis.ConnectionError) as info:
+        TelescopeState(unreachable)
+    assert isinstance(info.value, telstate.ConnectionError)
+
+    server = fakeredis.FakeServer()
+    ts = TelescopeState(RedisBackend(fakeredis.FakeRedis(server=server), retry_window=0))
+    server.connected = False
+    for call in (lambda: ts.get("x"), lambda: ts.load_from_file(path)):
+        with pytest.raises(telstate.ConnectionError) as info:
+            call()
+        assert isinstance(info.value, redis.ConnectionError)
+        assert not isinstance(info.value, telstate.RdbParseError)
+
+    async def main() -> None:
+        import fakeredis.aioredis
+
+        from telstate.aio.redis import RedisBackend as AioRedisBackend
+
+        server = fakeredis.FakeServer()
+        backend = AioRedisBackend(fakeredis.aioredis.FakeRedis(server=server))
+        ts = telstate.aio.TelescopeState(backend)
+        await ts.set("x", 1)
+        server.connected = False
+        for call in (lambda: ts.get("x"), lambda: ts.load_from_file(path)):
+            with pytest.raises(telstate.ConnectionError) as info:
+                await call()
+            assert isinstance(info.value, redis.ConnectionError)
+        with pytest.raises(redis.ConnectionError):
+            await AioRedisBackend.from_url(f"redis://{unreachable}")
+
+    asyncio.run(main())

@@ -35,7 +35,7 @@ from .base import Backend, Found, KeyStats, Subscription, Write
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisConnectionError"]
 
 # Fail within seconds when a server is unreachable, and notice dead connections.
 _CONNECT_KWARGS: dict[str, Any] = {
@@ -88,22 +88,42 @@ def raise_error_replies(replies: Sequence[Any]) -> None:
             raise reply
 
 
+class RedisConnectionError(ConnectionError, redis.ConnectionError):
+    """A Redis server could not be reached, or refused us.
+
+    A :class:`telstate.ConnectionError` that is also redis-py's
+    :class:`redis.ConnectionError`: katsdptelstate let redis-py's own errors
+    through, so code written for it may catch those.  The Redis backends (sync
+    and asyncio) raise this class; ``except telstate.ConnectionError`` catches it.
+    """
+
+    def __init__(self, message: str) -> None:
+        redis.ConnectionError.__init__(self, message)  # sets redis-py's own attributes
+
+    def __repr__(self) -> str:
+        return BaseException.__repr__(self)  # the message, not just redis-py's error kind
+
+
 @contextlib.contextmanager
 def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
     """Map redis-py failures to telstate errors."""
     try:
         yield
+    except ConnectionError:
+        raise  # already ours (it is also a redis.ConnectionError)
     except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as exc:
-        raise ConnectionError(f"redis server at {server} refused the credentials: {exc}") from None
+        raise RedisConnectionError(
+            f"redis server at {server} refused the credentials: {exc}"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if "certificate verify failed" in str(exc).lower():
-            raise ConnectionError(
+            raise RedisConnectionError(
                 f"TLS connection to redis server at {server} failed: {exc}"
             ) from exc
-        raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
+        raise RedisConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
     except redis.ResponseError as exc:
         if access_refused(exc):
-            raise ConnectionError(f"redis server at {server} refused access: {exc}") from None
+            raise RedisConnectionError(f"redis server at {server} refused access: {exc}") from None
         if key is not None and proto.is_wrongtype(exc):
             raise proto.wrong_type_for(key) from None
         raise
@@ -129,7 +149,9 @@ class _RedisSubscription(Subscription):
                 if message is not None and message["type"] == "subscribe":
                     pending.discard(message["channel"])
             if pending:
-                raise ConnectionError(f"redis server at {backend.server} did not confirm SUBSCRIBE")
+                raise RedisConnectionError(
+                    f"redis server at {backend.server} did not confirm SUBSCRIBE"
+                )
 
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
         try:
