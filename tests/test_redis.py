@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import redis
@@ -258,3 +259,32 @@ def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
             await AioRedisBackend.from_url(f"redis://{unreachable}")
 
     asyncio.run(main())
+
+
+def test_clients_are_made_with_katsdptelstate_s_call() -> None:
+    """Code that patches redis.Redis to inject fakeredis (as katsdptelstate's tests do) works."""
+    import fakeredis
+
+    def fake(*args: object, **kwargs: object) -> fakeredis.FakeRedis:
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+    expected = {"socket_timeout": mock.ANY, "health_check_interval": mock.ANY}
+    with mock.patch("redis.Redis", side_effect=fake) as made:
+        states = [TelescopeState("example.com", 1), TelescopeState("example.com:7000")]
+    assert made.call_args_list == [
+        mock.call(host="example.com", db=1, **expected),
+        mock.call(host="example.com", db=0, port=7000, **expected),
+    ]
+    with mock.patch("redis.Redis.from_url", side_effect=fake) as made:
+        states += [TelescopeState("redis://example.com", db=1)]
+        states += [TelescopeState("redis://example.com")]
+        states += [TelescopeState(RedisBackend.from_url("redis://example.com/2"))]
+    assert made.call_args_list == [
+        mock.call("redis://example.com", db=1, **expected),
+        mock.call("redis://example.com", db=0, **expected),
+        mock.call("redis://example.com/2", db=None, **expected),
+    ]
+    for i, ts in enumerate(states):
+        ts["x"] = i
+        assert ts["x"] == i
+        assert ts.backend.client.connection_pool.connection_kwargs["socket_connect_timeout"] == 3

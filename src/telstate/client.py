@@ -554,7 +554,7 @@ def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
     from .backends.redis import RedisBackend
 
     if isinstance(endpoint, str) and "://" in endpoint:
-        return RedisBackend.from_url(endpoint, db=db or None)
+        return RedisBackend.from_url(endpoint, db=db)
     if "@" in (endpoint if isinstance(endpoint, str) else str(endpoint.host)):
         # "user:password@host": no host has an @, and the error must not repeat a password
         raise ValueError(

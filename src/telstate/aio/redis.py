@@ -258,7 +258,7 @@ class RedisBackend(AsyncBackend):
         url
             Server URL, with credentials if needed.
         db
-            Database number, overriding the URL's.
+            Database number, if the URL names none (the URL's wins, as in redis-py).
         retry_window
             About how many seconds calls keep retrying after a connection failure
             (backoff from 50 ms doubling to 1 s) before raising ConnectionError.

@@ -37,14 +37,23 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend", "RedisConnectionError"]
 
-# Fail within seconds when a server is unreachable, and notice dead connections.
-_CONNECT_KWARGS: dict[str, Any] = {
-    "socket_timeout": 5.0,
-    "socket_connect_timeout": 3.0,
-    "health_check_interval": 30,
-    # Each sync waiter holds a pub/sub connection of the pool: allow many
-    "max_connections": 1 << 16,
-}
+# Clients are made with the call katsdptelstate makes, so that code which patches
+# redis.Redis or redis.Redis.from_url to slip in a fake (as katsdptelstate's own tests
+# do) sees the call it expects: give up on a silent server after 5 s, and notice dead
+# connections ...
+_CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5.0, "health_check_interval": 30}
+# ... then their pools are told to give up connecting after 3 s, so that an unreachable
+# server fails within seconds.  (Each sync waiter holds a pub/sub connection of the
+# pool: redis-py's default pool size, 2**31, allows as many as needed.)
+_CONNECT_TIMEOUT = 3.0
+# The same for the asyncio backend's pools, made in one go.
+_CONNECT_KWARGS: dict[str, Any] = {**_CLIENT_KWARGS, "socket_connect_timeout": _CONNECT_TIMEOUT}
+
+
+def _with_connect_timeout(client: redis.Redis) -> redis.Redis:
+    """`client`, whose new connections give up connecting after a few seconds."""
+    client.connection_pool.connection_kwargs.setdefault("socket_connect_timeout", _CONNECT_TIMEOUT)
+    return client
 
 
 def describe_server(client: Any) -> str:
@@ -57,7 +66,11 @@ def describe_server(client: Any) -> str:
     connection_class = getattr(pool, "connection_class", object)
     tls = any(cls.__name__ == "SSLConnection" for cls in connection_class.__mro__)
     scheme = "rediss" if tls or "ssl_cert_reqs" in kwargs or kwargs.get("ssl") else "redis"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    host, port, db = (
+        kwargs.get("host", "localhost"),
+        kwargs.get("port", 6379),
+        kwargs.get("db") or 0,
+    )
     return f"{scheme}://{host}:{port}/{db}"
 
 
@@ -224,24 +237,22 @@ class RedisBackend(Backend):
         url
             Server URL, e.g. ``redis://user:password@host:6379/0``.
         db
-            Database number, overriding the URL's.
+            Database number, if the URL names none (the URL's wins, as in redis-py).
         retry_window
             See the class.
         kwargs
             More options for :meth:`redis.Redis.from_url`.
         """
-        options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
-        if db is not None:
-            options["db"] = db
-        return cls(redis.Redis.from_url(url, **options), retry_window)
+        client = redis.Redis.from_url(url, db=db, **{**_CLIENT_KWARGS, **kwargs})
+        return cls(_with_connect_timeout(client), retry_window)
 
     @classmethod
     def from_address(cls, host: str, port: int | None = None, db: int = 0) -> RedisBackend:
         """Connect to a server at `host` and `port` (default 6379)."""
-        client = redis.Redis(
-            host=host, port=6379 if port is None else port, db=db, **_CONNECT_KWARGS
-        )
-        return cls(client)
+        address: dict[str, Any] = {"host": host, "db": db}
+        if port is not None:
+            address["port"] = port
+        return cls(_with_connect_timeout(redis.Redis(**address, **_CLIENT_KWARGS)))
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.server}>"
