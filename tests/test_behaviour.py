@@ -90,6 +90,13 @@ def test_change_immutable_is_refused(ts: TelescopeState) -> None:
     assert ts["no_change"] == 1234
 
 
+def test_refusal_says_when_the_stored_value_cannot_be_decoded(sync_ts: TelescopeState) -> None:
+    sync_ts.backend.set_immutable(b"bad", b"")  # empty bytes are never a valid encoding
+    # The words katsdptelstate used, which its users' tests match
+    with pytest.raises(ImmutableKeyError, match=r"'bad'.*failed to decode the previous value"):
+        sync_ts.set("bad", "")
+
+
 def test_immutable_over_sensor_and_indexed_is_refused(ts: TelescopeState) -> None:
     ts.add("sensor", 1.0, ts=1.0)
     ts.set_indexed("indexed", "a", 1)
