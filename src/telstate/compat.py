@@ -23,7 +23,8 @@ what code importing it from the alias sees, not telstate, just as patching
 ``katsdptelstate.TelescopeState`` never changed the class that katsdptelstate's
 own modules use.  The exception is module state that telstate's code reads as it
 runs: the pickle gate, ``katsdptelstate.encoding._allow_pickle`` and
-``_warn_on_pickle`` (which katdal's tests patch).  Those names are *live*: the
+``_warn_on_pickle`` (which katdal's tests patch), with ``_pickle_lock`` that
+guards them.  Those names are *live*: the
 alias holds no copy, and reading, assigning or deleting them (as
 ``mock.patch`` does) reads, assigns or deletes telstate's own variables.
 """
