@@ -71,6 +71,8 @@ class RDBWriter:
 
     Attributes
     ----------
+    filename
+        As given.
     keys_written, keys_failed
         How many keys were written, and how many could not be (missing keys,
         types telstate does not use); failures are logged, not raised.
