@@ -287,4 +287,6 @@ def test_clients_are_made_with_katsdptelstate_s_call() -> None:
     for i, ts in enumerate(states):
         ts["x"] = i
         assert ts["x"] == i
-        assert ts.backend.client.connection_pool.connection_kwargs["socket_connect_timeout"] == 3
+        pool = ts.backend.client.connection_pool
+        assert pool.connection_kwargs["socket_connect_timeout"] == 3
+        assert pool.max_connections >= 1000  # a pub/sub connection per waiting thread

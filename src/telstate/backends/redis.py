@@ -42,17 +42,21 @@ __all__ = ["RedisBackend", "RedisConnectionError"]
 # do) sees the call it expects: give up on a silent server after 5 s, and notice dead
 # connections ...
 _CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5.0, "health_check_interval": 30}
-# ... then their pools are told to give up connecting after 3 s, so that an unreachable
-# server fails within seconds.  (Each sync waiter holds a pub/sub connection of the
-# pool: redis-py's default pool size, 2**31, allows as many as needed.)
+# ... then their pools are set up as telstate needs: new connections give up connecting
+# after 3 s, so that an unreachable server fails within seconds, and there may be many
+# (each sync waiter holds a pub/sub connection of the pool; redis-py 8 allows 100).
 _CONNECT_TIMEOUT = 3.0
+_MAX_CONNECTIONS = 1 << 16
 # The same for the asyncio backend's pools, made in one go.
 _CONNECT_KWARGS: dict[str, Any] = {**_CLIENT_KWARGS, "socket_connect_timeout": _CONNECT_TIMEOUT}
 
 
-def _with_connect_timeout(client: redis.Redis) -> redis.Redis:
-    """`client`, whose new connections give up connecting after a few seconds."""
-    client.connection_pool.connection_kwargs.setdefault("socket_connect_timeout", _CONNECT_TIMEOUT)
+def _set_up_pool(client: redis.Redis, max_connections: int | None = None) -> redis.Redis:
+    """`client`, its pool set up as above (`max_connections` if the caller chose it)."""
+    pool = client.connection_pool
+    pool.connection_kwargs.setdefault("socket_connect_timeout", _CONNECT_TIMEOUT)
+    if max_connections is None:
+        pool.max_connections = max(pool.max_connections, _MAX_CONNECTIONS)
     return client
 
 
@@ -244,7 +248,7 @@ class RedisBackend(Backend):
             More options for :meth:`redis.Redis.from_url`.
         """
         client = redis.Redis.from_url(url, db=db, **{**_CLIENT_KWARGS, **kwargs})
-        return cls(_with_connect_timeout(client), retry_window)
+        return cls(_set_up_pool(client, kwargs.get("max_connections")), retry_window)
 
     @classmethod
     def from_address(cls, host: str, port: int | None = None, db: int = 0) -> RedisBackend:
@@ -252,7 +256,7 @@ class RedisBackend(Backend):
         address: dict[str, Any] = {"host": host, "db": db}
         if port is not None:
             address["port"] = port
-        return cls(_with_connect_timeout(redis.Redis(**address, **_CLIENT_KWARGS)))
+        return cls(_set_up_pool(redis.Redis(**address, **_CLIENT_KWARGS)))
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.server}>"
