@@ -90,6 +90,13 @@ def test_change_immutable_is_refused(ts: TelescopeState) -> None:
     assert ts["no_change"] == 1234
 
 
+def test_refusal_says_when_the_stored_value_cannot_be_decoded(sync_ts: TelescopeState) -> None:
+    sync_ts.backend.set_immutable(b"bad", b"")  # empty bytes are never a valid encoding
+    # The words katsdptelstate used, which its users' tests match
+    with pytest.raises(ImmutableKeyError, match=r"'bad'.*failed to decode the previous value"):
+        sync_ts.set("bad", "")
+
+
 def test_immutable_over_sensor_and_indexed_is_refused(ts: TelescopeState) -> None:
     ts.add("sensor", 1.0, ts=1.0)
     ts.set_indexed("indexed", "a", 1)
@@ -632,6 +639,25 @@ def test_wait_indexed_cancelled(sync_ts: TelescopeState) -> None:
     future.cancel()
     with pytest.raises(CancelledError):
         sync_ts.wait_indexed("idx", "a", cancel_future=future)
+
+
+def test_satisfied_wait_returns_even_when_already_cancelled(sync_ts: TelescopeState) -> None:
+    """The condition is looked at first: a wait that need not block is not cancelled."""
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.cancel()
+    sync_ts.add("sensor", 123, ts=5.0)
+    sync_ts.set_indexed("idx", "a", 1)
+    calls: list[Any] = []
+    sync_ts.wait_key("sensor", lambda v, t: calls.append((v, t)) or v == 123, cancel_future=future)
+    sync_ts.wait_key("sensor", cancel_future=future)
+    sync_ts.wait_indexed("idx", "a", lambda v: calls.append(v) or v == 1, cancel_future=future)
+    sync_ts.wait_indexed("idx", "a", cancel_future=future)
+    assert calls == [(123, 5.0), 1]
+    # ... while one that would block is cancelled at once
+    with pytest.raises(CancelledError):
+        sync_ts.wait_key("sensor", lambda v, t: v == 0, cancel_future=future)
+    with pytest.raises(CancelledError):
+        sync_ts.wait_indexed("idx", "b", cancel_future=future)
 
 
 def test_many_waiters_each_woken(ts: TelescopeState) -> None:

@@ -95,3 +95,53 @@ def test_every_public_submodule_is_provided() -> None:
         "katsdptelstate.redis",
         "katsdptelstate.utils",
     ]
+
+
+def test_patching_the_pickle_gate_through_the_alias_reaches_the_codec() -> None:
+    """katdal's tests patch katsdptelstate.encoding._allow_pickle / _warn_on_pickle."""
+    out = _run(
+        """
+        import pickle
+        from unittest import mock
+        import telstate, telstate.compat, telstate._codec as codec
+        telstate.compat.install()
+        import katsdptelstate
+        from katsdptelstate.encoding import decode_value
+        pickled = pickle.dumps({'a': (1, 2)}, protocol=2)
+        enc = katsdptelstate.encoding
+        print(enc._allow_pickle, enc._warn_on_pickle)
+        try:
+            decode_value(pickled)
+        except katsdptelstate.DecodeError:
+            print('refused')
+        with mock.patch('katsdptelstate.encoding._allow_pickle', True), \\
+                mock.patch('katsdptelstate.encoding._warn_on_pickle', False):
+            print(codec._allow_pickle, codec._warn_on_pickle, enc._allow_pickle)
+            print(decode_value(pickled))
+        print(codec._allow_pickle, enc._allow_pickle)
+        try:
+            decode_value(pickled)
+        except katsdptelstate.DecodeError:
+            print('refused')
+        # the other way round: telstate's setting is what the alias shows
+        telstate.set_allow_pickle(True, warn=True)
+        print(enc._allow_pickle, enc._warn_on_pickle)
+        with mock.patch.object(enc, '_warn_on_pickle', False):
+            print(codec._warn_on_pickle)
+        print(codec._allow_pickle, codec._warn_on_pickle)
+        enc._allow_pickle = False  # a plain assignment reaches the codec too
+        print(codec._allow_pickle)
+        """
+    )
+    assert out.splitlines() == [
+        "False False",
+        "refused",
+        "True False True",
+        "{'a': (1, 2)}",
+        "False False",
+        "refused",
+        "True True",
+        "False",
+        "True True",
+        "False",
+    ]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 import katsdptelstate
+import numpy as np
 import pytest
 import redis
+import redis.asyncio
 
 import telstate
 import telstate.aio
@@ -135,3 +138,145 @@ def test_async_writer(tmp_path: Path, redis_server: RedisServer) -> None:
     expected = asyncio.run(main())
     assert _contents(TelescopeState.open(tmp_path / "async.rdb")) == expected
     shutil.rmtree(tmp_path)
+
+
+# -------------------------------------------------- finishing the file, or not at all
+
+
+def _memory_state() -> TelescopeState:
+    ts = TelescopeState()
+    fill(ts)
+    return ts
+
+
+def test_writer_block_that_raises_still_finishes_the_file(tmp_path: Path) -> None:
+    """As katsdptelstate's: leaving the block completes the file with the keys saved so far."""
+    source = _memory_state()
+    path = tmp_path / "partial.rdb"
+    with pytest.raises(RuntimeError, match="stop"), RDBWriter(path) as writer:
+        writer.save(source, ["small_int", "sensor_big"])
+        raise RuntimeError("stop")
+    assert writer.filename == path
+    assert (writer.keys_written, writer.keys_failed) == (2, 0)
+    ref = katsdptelstate.TelescopeState()
+    assert ref.load_from_file(path) == 2  # valid: end marker (and checksum) present
+    assert _contents(TelescopeState.open(path, verify_checksum=True)) == _contents(ref)
+    writer.close()  # closing again does nothing
+    assert path.exists()
+    writer.abandon()  # ... but abandoning removes even a finished file
+    assert not path.exists()
+
+
+class _FailingBackend(telstate.MemoryBackend):
+    """A memory backend whose reads fail after the first chunk of a save."""
+
+    reads = 0
+
+    def snapshot(self, keys: Any) -> Any:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError("the disk holding the data went away")
+        return super().snapshot(keys)
+
+
+def test_failed_save_to_file_leaves_no_file(tmp_path: Path) -> None:
+    backend = _FailingBackend()
+    ts = TelescopeState(backend)
+    with ts.pipeline() as batch:
+        for i in range(600):  # three chunks of keys
+            batch.set(f"key{i:03d}", i)
+    path = tmp_path / "failed.rdb"
+    with pytest.raises(OSError, match="went away"):
+        ts.save_to_file(path)
+    assert backend.reads == 2 and not path.exists()
+
+    class AioFailing(telstate.aio.MemoryBackend):
+        reads = 0
+
+        async def snapshot(self, keys: Any) -> Any:
+            self.reads += 1
+            if self.reads > 1:
+                raise OSError("the disk holding the data went away")
+            return await super().snapshot(keys)
+
+    async def main() -> int:
+        aio_backend = AioFailing(telstate.MemoryBackend())
+        aio_ts = telstate.aio.TelescopeState(aio_backend)
+        for i in range(600):
+            await aio_ts.set(f"key{i:03d}", i)
+        with pytest.raises(OSError, match="went away"):
+            await aio_ts.save_to_file(path)
+        return aio_backend.reads
+
+    assert asyncio.run(main()) == 2 and not path.exists()
+
+
+def test_async_writer_used_as_katsdptelstate_uses_it(
+    tmp_path: Path, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """``with RDBWriter(path) as w: await w.save(ts, keys)``, a sync close(), async with."""
+    sync = _memory_state()
+    expected = _contents(sync)
+
+    async def main() -> list[tuple[int, int]]:
+        ts = telstate.aio.TelescopeState(telstate.aio.MemoryBackend(sync.backend))
+        counts = []
+        with telstate.aio.RDBWriter(tmp_path / "with.rdb") as writer:
+            await writer.save(ts)
+        counts.append((writer.keys_written, writer.keys_failed))
+        writer = telstate.aio.RDBWriter(tmp_path / "close.rdb")
+        await writer.save(ts.backend, ["small_int", "no_such_key"])
+        writer.close()
+        counts.append((writer.keys_written, writer.keys_failed))
+        # An exception in either kind of block: the file holds what was saved
+        with pytest.raises(RuntimeError), telstate.aio.RDBWriter(tmp_path / "e1.rdb") as writer:
+            await writer.save(ts, ["text"])
+            raise RuntimeError
+        with pytest.raises(RuntimeError):
+            async with telstate.aio.RDBWriter(tmp_path / "e2.rdb") as writer:
+                await writer.save(ts, ["text"])
+                raise RuntimeError
+        assert writer.filename == tmp_path / "e2.rdb"
+        # A redis.asyncio client, as katsdptelstate's writer takes
+        TelescopeState(RedisBackend(redis_client)).load_from_file(tmp_path / "with.rdb")
+        client = redis.asyncio.Redis(unix_socket_path=redis_server.socket_path)
+        async with telstate.aio.RDBWriter(tmp_path / "redis.rdb") as writer:
+            await writer.save(client)
+        await client.aclose()
+        counts.append((writer.keys_written, writer.keys_failed))
+        return counts
+
+    assert asyncio.run(main()) == [(len(expected), 0), (1, 1), (len(expected), 0)]
+    for name in ("with.rdb", "redis.rdb"):
+        ref = katsdptelstate.TelescopeState()
+        ref.load_from_file(tmp_path / name)
+        assert _contents(ref) == expected
+    assert _contents(TelescopeState.open(tmp_path / "close.rdb")) == {"small_int": b"\xff\x01"}
+    for name in ("e1.rdb", "e2.rdb"):
+        assert list(TelescopeState.open(tmp_path / name, verify_checksum=True).keys()) == ["text"]
+
+
+def test_cancelled_async_save_still_finishes_the_file(tmp_path: Path) -> None:
+    """A save cancelled while a worker thread writes: the block waits for it, then finishes."""
+    sync = TelescopeState()
+    with sync.pipeline() as batch:
+        for i in range(2000):
+            batch.set(f"key{i:04d}", np.full(64, i))
+    path = tmp_path / "cancelled.rdb"
+
+    async def main() -> int:
+        ts = telstate.aio.TelescopeState(telstate.aio.MemoryBackend(sync.backend))
+        with telstate.aio.RDBWriter(path) as writer:
+            task = asyncio.create_task(writer.save(ts))
+            for _ in range(10_000):  # until the first chunk is being written
+                await asyncio.sleep(0)
+                if path.stat().st_size > 1000 or task.done():
+                    break
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return writer.keys_written
+
+    written = asyncio.run(main())
+    assert written > 0
+    assert len(TelescopeState.open(path, verify_checksum=True).keys()) == written

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
 
 import pytest
 import redis
 
 import telstate
+import telstate.aio
 from telstate import ConnectionError, TelescopeState
 from telstate.backends.redis import RedisBackend
 from telstate.endpoint import Endpoint
@@ -213,3 +217,76 @@ def test_wait_key_is_woken_by_write_not_polling(redis_client: redis.Redis) -> No
     calls = {name: n - before.get(name, 0) for name, n in during.items()}
     reads = calls.get("evalsha", 0) + calls.get("exists", 0) + calls.get("get", 0)
     assert reads <= 2  # the checks before and after subscribing, nothing more
+
+
+def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
+    """katsdptelstate let redis-py's errors through: ``except redis.ConnectionError`` must work."""
+    import fakeredis
+
+    path = tmp_path / "one.rdb"
+    source = TelescopeState()
+    source["x"] = 1
+    source.save_to_file(path)
+    unreachable = f"127.0.0.1:{free_port()}"
+    with pytest.raises(redis.ConnectionError) as info:
+        TelescopeState(unreachable)
+    assert isinstance(info.value, telstate.ConnectionError)
+
+    server = fakeredis.FakeServer()
+    ts = TelescopeState(RedisBackend(fakeredis.FakeRedis(server=server), retry_window=0))
+    server.connected = False
+    for call in (lambda: ts.get("x"), lambda: ts.load_from_file(path)):
+        with pytest.raises(telstate.ConnectionError) as info:
+            call()
+        assert isinstance(info.value, redis.ConnectionError)
+        assert not isinstance(info.value, telstate.RdbParseError)
+
+    async def main() -> None:
+        import fakeredis.aioredis
+
+        from telstate.aio.redis import RedisBackend as AioRedisBackend
+
+        server = fakeredis.FakeServer()
+        backend = AioRedisBackend(fakeredis.aioredis.FakeRedis(server=server))
+        ts = telstate.aio.TelescopeState(backend)
+        await ts.set("x", 1)
+        server.connected = False
+        for call in (lambda: ts.get("x"), lambda: ts.load_from_file(path)):
+            with pytest.raises(telstate.ConnectionError) as info:
+                await call()
+            assert isinstance(info.value, redis.ConnectionError)
+        with pytest.raises(redis.ConnectionError):
+            await AioRedisBackend.from_url(f"redis://{unreachable}")
+
+    asyncio.run(main())
+
+
+def test_clients_are_made_with_katsdptelstate_s_call() -> None:
+    """Code that patches redis.Redis to inject fakeredis (as katsdptelstate's tests do) works."""
+    import fakeredis
+
+    def fake(*args: object, **kwargs: object) -> fakeredis.FakeRedis:
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+    expected = {"socket_timeout": mock.ANY, "health_check_interval": mock.ANY}
+    with mock.patch("redis.Redis", side_effect=fake) as made:
+        states = [TelescopeState("example.com", 1), TelescopeState("example.com:7000")]
+    assert made.call_args_list == [
+        mock.call(host="example.com", db=1, **expected),
+        mock.call(host="example.com", db=0, port=7000, **expected),
+    ]
+    with mock.patch("redis.Redis.from_url", side_effect=fake) as made:
+        states += [TelescopeState("redis://example.com", db=1)]
+        states += [TelescopeState("redis://example.com")]
+        states += [TelescopeState(RedisBackend.from_url("redis://example.com/2"))]
+    assert made.call_args_list == [
+        mock.call("redis://example.com", db=1, **expected),
+        mock.call("redis://example.com", db=0, **expected),
+        mock.call("redis://example.com/2", db=None, **expected),
+    ]
+    for i, ts in enumerate(states):
+        ts["x"] = i
+        assert ts["x"] == i
+        pool = ts.backend.client.connection_pool
+        assert pool.connection_kwargs["socket_connect_timeout"] == 3
+        assert pool.max_connections >= 1000  # a pub/sub connection per waiting thread

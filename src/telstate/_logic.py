@@ -156,8 +156,8 @@ def check_immutable_change(what: str, old: bytes, new: bytes, new_value: Any) ->
         )
     except DecodeError as exc:
         raise ImmutableKeyError(
-            f"Attempt to set immutable key {what} to {new_value!r}, but its stored value "
-            f"cannot be decoded to compare: {exc}"
+            f"Attempt to set immutable key {what} to {new_value!r}, but failed to decode "
+            f"the previous value to compare (its stored value cannot be decoded: {exc})"
         ) from exc
 
 

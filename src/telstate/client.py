@@ -147,12 +147,18 @@ class TelescopeState(TelescopeStateBase[Backend]):
 
         The file is RDB version 9 in encodings every reader knows (katsdptelstate
         1.0, Redis >= 5), whichever backend holds the data; see
-        :class:`telstate.rdb.RDBWriter` for more control.
+        :class:`telstate.rdb.RDBWriter` for more control.  All or nothing: a save
+        that raises removes its file.
         """
         from .rdb import RDBWriter
 
-        with RDBWriter(filename) as writer:
+        writer = RDBWriter(filename)
+        try:
             writer.save(self._backend, keys)
+            writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
         return writer.keys_written
 
     # -- attribute and item access
@@ -442,7 +448,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
             Seconds to wait before raising TimeoutError (default: forever).
         cancel_future
             A future (e.g. :class:`concurrent.futures.Future`); the wait raises
-            CancelledError once it is done.
+            CancelledError once it is done.  The key is looked at first, so a
+            wait whose condition already holds returns even if it is done.
 
         Raises
         ------
@@ -510,7 +517,6 @@ def _drive(
 
     reply: Any = None
     try:
-        check_cancelled()
         while True:
             try:
                 request = steps.send(reply)
@@ -519,6 +525,9 @@ def _drive(
             if isinstance(request, Call):
                 reply = getattr(backend, request.method)(*request.args)
             elif isinstance(request, Subscribe):
+                # The key was looked at first (a satisfied wait returns even if cancelled,
+                # as in katsdptelstate); one that must block is cancelled before subscribing.
+                check_cancelled()
                 subscription = backend.subscribe(request.keys)
                 reply = None
             else:
@@ -545,7 +554,7 @@ def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
     from .backends.redis import RedisBackend
 
     if isinstance(endpoint, str) and "://" in endpoint:
-        return RedisBackend.from_url(endpoint, db=db or None)
+        return RedisBackend.from_url(endpoint, db=db)
     if "@" in (endpoint if isinstance(endpoint, str) else str(endpoint.host)):
         # "user:password@host": no host has an @, and the error must not repeat a password
         raise ValueError(

@@ -99,9 +99,17 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         """Write keys to an RDB file without blocking the loop; return how many.
 
         See :meth:`telstate.TelescopeState.save_to_file` and :class:`RDBWriter`.
+        All or nothing: a save that raises (or is cancelled) removes its file.
         """
-        async with RDBWriter(filename) as writer:
+        writer = RDBWriter(filename)
+        try:
             await writer.save(self, keys)
+            await writer.aclose()
+        except BaseException:
+            # Synchronous, so that a second cancellation cannot interrupt it; it waits
+            # for a chunk still being written by a cancelled save's worker thread.
+            writer.abandon()
+            raise
         return writer.keys_written
 
     # -- whole keys
@@ -345,13 +353,45 @@ class Pipeline(PipelineBase):
 class RDBWriter:
     """An RDB file written from an asyncio telescope state, off the event loop.
 
-    The same as :class:`telstate.rdb.RDBWriter`, except that :meth:`save` is a
-    coroutine reading keys from an asyncio TelescopeState or backend; encoding
-    and file writes run in a worker thread.  Use ``async with``.
+    The same file as :class:`telstate.rdb.RDBWriter` writes, used as
+    katsdptelstate's asyncio writer is::
+
+        with RDBWriter(path) as writer:          # or: async with
+            await writer.save(ts, keys)
+
+    :meth:`save` is a coroutine: keys are read from the asyncio TelescopeState,
+    backend or :class:`redis.asyncio.Redis` client in the loop, and encoded and
+    written in a worker thread.
+
+    Finishing the file is writing a few bytes (its checksum is kept as it goes),
+    so :meth:`close` is synchronous, as katsdptelstate's is; :meth:`aclose` does
+    the same in a worker thread, for a slow disk.  Leaving a ``with`` block calls
+    :meth:`close`, leaving an ``async with`` block :meth:`aclose`; both finish the
+    file also after an exception (or a cancelled :meth:`save`), so that it holds
+    the keys saved so far.  :meth:`abandon` removes the file instead.
+
+    Parameters
+    ----------
+    filename
+        Where to write (the file is created or truncated at once).
+    version
+        RDB version: 9 (the default) or 8 (also Redis 4.0).
+
+    Attributes
+    ----------
+    filename
+        As given.
+    keys_written, keys_failed
+        How many keys were written, and how many could not be (missing keys are
+        logged, not raised).
     """
 
     def __init__(self, filename: str | os.PathLike[str], version: int = 9) -> None:
         self._writer = _SyncRDBWriter(filename, version)
+
+    @property
+    def filename(self) -> str | os.PathLike[str]:
+        return self._writer.filename
 
     @property
     def keys_written(self) -> int:
@@ -362,8 +402,18 @@ class RDBWriter:
         return self._writer.keys_failed
 
     async def save(self, client: Any, keys: Iterable[str | bytes] | None = None) -> None:
-        """Write keys (default: all) of an asyncio TelescopeState or backend."""
-        backend: AsyncBackend = client.backend if isinstance(client, TelescopeState) else client
+        """Write keys (default: all) of an asyncio TelescopeState, backend or Redis client.
+
+        Parameters
+        ----------
+        client
+            A :class:`TelescopeState`, an :class:`AsyncBackend` or a
+            :class:`redis.asyncio.Redis` client.
+        keys
+            Full keys to write (default: all).  Missing keys are logged and
+            counted in :attr:`keys_failed`.
+        """
+        backend = _async_backend_of(client)
         names = (
             [ensure_bytes(key) for key in keys] if keys is not None else await backend.keys(b"*")
         )
@@ -372,18 +422,47 @@ class RDBWriter:
             snapshots = await backend.snapshot(chunk)
             await asyncio.to_thread(self._writer.save_snapshots, zip(chunk, snapshots, strict=True))
 
-    async def close(self) -> None:
-        """Finish and close the file."""
+    def close(self) -> None:
+        """Finish the file (end marker and checksum) and close it; nothing if closed already.
+
+        A file without keys is removed.  If a cancelled :meth:`save` is still
+        writing a chunk in its worker thread, this waits for it.
+        """
+        self._writer.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, in a worker thread."""
         await asyncio.to_thread(self._writer.close)
+
+    def abandon(self) -> None:
+        """Close the file, finished or not, and remove it (see :class:`telstate.rdb.RDBWriter`)."""
+        self._writer.abandon()
+
+    def __enter__(self) -> RDBWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.close()
 
     async def __aenter__(self) -> RDBWriter:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is not None:
-            await asyncio.to_thread(self._writer.abandon)
-        else:
-            await self.close()
+        await self.aclose()
+
+
+def _async_backend_of(client: Any) -> AsyncBackend:
+    if isinstance(client, TelescopeState):
+        return client.backend
+    if isinstance(client, AsyncBackend):
+        return client
+    import redis.asyncio
+
+    if isinstance(client, redis.asyncio.Redis):
+        from .redis import RedisBackend
+
+        return RedisBackend(client)
+    raise TypeError(f"cannot save from {type(client).__name__}")
 
 
 def _index(file: RdbSource) -> RdbIndex:

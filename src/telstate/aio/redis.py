@@ -32,7 +32,13 @@ from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
 from ..backends._wire import _FIRST_DELAY, _MAX_DELAY, RETRY_WINDOW
 from ..backends.base import Found, KeyStats, Snapshot, Write, snapshot_steps
-from ..backends.redis import _CONNECT_KWARGS, describe_server, raise_error_replies, redis_errors
+from ..backends.redis import (
+    _CONNECT_KWARGS,
+    RedisConnectionError,
+    describe_server,
+    raise_error_replies,
+    redis_errors,
+)
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -98,7 +104,7 @@ class _Hub:
                     await event.wait()
         except TimeoutError:
             await self.remove(subscription)
-            raise ConnectionError(
+            raise RedisConnectionError(
                 f"redis server at {self.backend.server} did not confirm SUBSCRIBE"
             ) from None
         except BaseException:  # cancelled while waiting: leave nothing subscribed
@@ -108,7 +114,7 @@ class _Hub:
         if refusal is not None:
             self.refusal = None
             await self.remove(subscription)
-            raise ConnectionError(
+            raise RedisConnectionError(
                 f"redis server at {self.backend.server} refused access: {refusal}"
             ) from None
         return subscription
@@ -252,7 +258,7 @@ class RedisBackend(AsyncBackend):
         url
             Server URL, with credentials if needed.
         db
-            Database number, overriding the URL's.
+            Database number, if the URL names none (the URL's wins, as in redis-py).
         retry_window
             About how many seconds calls keep retrying after a connection failure
             (backoff from 50 ms doubling to 1 s) before raising ConnectionError.

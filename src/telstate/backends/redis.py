@@ -35,16 +35,29 @@ from .base import Backend, Found, KeyStats, Subscription, Write
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisConnectionError"]
 
-# Fail within seconds when a server is unreachable, and notice dead connections.
-_CONNECT_KWARGS: dict[str, Any] = {
-    "socket_timeout": 5.0,
-    "socket_connect_timeout": 3.0,
-    "health_check_interval": 30,
-    # Each sync waiter holds a pub/sub connection of the pool: allow many
-    "max_connections": 1 << 16,
-}
+# Clients are made with the call katsdptelstate makes, so that code which patches
+# redis.Redis or redis.Redis.from_url to slip in a fake (as katsdptelstate's own tests
+# do) sees the call it expects: give up on a silent server after 5 s, and notice dead
+# connections ...
+_CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5.0, "health_check_interval": 30}
+# ... then their pools are set up as telstate needs: new connections give up connecting
+# after 3 s, so that an unreachable server fails within seconds, and there may be many
+# (each sync waiter holds a pub/sub connection of the pool; redis-py 8 allows 100).
+_CONNECT_TIMEOUT = 3.0
+_MAX_CONNECTIONS = 1 << 16
+# The same for the asyncio backend's pools, made in one go.
+_CONNECT_KWARGS: dict[str, Any] = {**_CLIENT_KWARGS, "socket_connect_timeout": _CONNECT_TIMEOUT}
+
+
+def _set_up_pool(client: redis.Redis, max_connections: int | None = None) -> redis.Redis:
+    """`client`, its pool set up as above (`max_connections` if the caller chose it)."""
+    pool = client.connection_pool
+    pool.connection_kwargs.setdefault("socket_connect_timeout", _CONNECT_TIMEOUT)
+    if max_connections is None:
+        pool.max_connections = max(pool.max_connections, _MAX_CONNECTIONS)
+    return client
 
 
 def describe_server(client: Any) -> str:
@@ -57,7 +70,11 @@ def describe_server(client: Any) -> str:
     connection_class = getattr(pool, "connection_class", object)
     tls = any(cls.__name__ == "SSLConnection" for cls in connection_class.__mro__)
     scheme = "rediss" if tls or "ssl_cert_reqs" in kwargs or kwargs.get("ssl") else "redis"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    host, port, db = (
+        kwargs.get("host", "localhost"),
+        kwargs.get("port", 6379),
+        kwargs.get("db") or 0,
+    )
     return f"{scheme}://{host}:{port}/{db}"
 
 
@@ -88,22 +105,42 @@ def raise_error_replies(replies: Sequence[Any]) -> None:
             raise reply
 
 
+class RedisConnectionError(ConnectionError, redis.ConnectionError):
+    """A Redis server could not be reached, or refused us.
+
+    A :class:`telstate.ConnectionError` that is also redis-py's
+    :class:`redis.ConnectionError`: katsdptelstate let redis-py's own errors
+    through, so code written for it may catch those.  The Redis backends (sync
+    and asyncio) raise this class; ``except telstate.ConnectionError`` catches it.
+    """
+
+    def __init__(self, message: str) -> None:
+        redis.ConnectionError.__init__(self, message)  # sets redis-py's own attributes
+
+    def __repr__(self) -> str:
+        return BaseException.__repr__(self)  # the message, not just redis-py's error kind
+
+
 @contextlib.contextmanager
 def redis_errors(server: str, key: bytes | None = None) -> Iterator[None]:
     """Map redis-py failures to telstate errors."""
     try:
         yield
+    except ConnectionError:
+        raise  # already ours (it is also a redis.ConnectionError)
     except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as exc:
-        raise ConnectionError(f"redis server at {server} refused the credentials: {exc}") from None
+        raise RedisConnectionError(
+            f"redis server at {server} refused the credentials: {exc}"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if "certificate verify failed" in str(exc).lower():
-            raise ConnectionError(
+            raise RedisConnectionError(
                 f"TLS connection to redis server at {server} failed: {exc}"
             ) from exc
-        raise ConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
+        raise RedisConnectionError(f"cannot reach redis server at {server}: {exc}") from exc
     except redis.ResponseError as exc:
         if access_refused(exc):
-            raise ConnectionError(f"redis server at {server} refused access: {exc}") from None
+            raise RedisConnectionError(f"redis server at {server} refused access: {exc}") from None
         if key is not None and proto.is_wrongtype(exc):
             raise proto.wrong_type_for(key) from None
         raise
@@ -129,7 +166,9 @@ class _RedisSubscription(Subscription):
                 if message is not None and message["type"] == "subscribe":
                     pending.discard(message["channel"])
             if pending:
-                raise ConnectionError(f"redis server at {backend.server} did not confirm SUBSCRIBE")
+                raise RedisConnectionError(
+                    f"redis server at {backend.server} did not confirm SUBSCRIBE"
+                )
 
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
         try:
@@ -202,24 +241,22 @@ class RedisBackend(Backend):
         url
             Server URL, e.g. ``redis://user:password@host:6379/0``.
         db
-            Database number, overriding the URL's.
+            Database number, if the URL names none (the URL's wins, as in redis-py).
         retry_window
             See the class.
         kwargs
             More options for :meth:`redis.Redis.from_url`.
         """
-        options: dict[str, Any] = {**_CONNECT_KWARGS, **kwargs}
-        if db is not None:
-            options["db"] = db
-        return cls(redis.Redis.from_url(url, **options), retry_window)
+        client = redis.Redis.from_url(url, db=db, **{**_CLIENT_KWARGS, **kwargs})
+        return cls(_set_up_pool(client, kwargs.get("max_connections")), retry_window)
 
     @classmethod
     def from_address(cls, host: str, port: int | None = None, db: int = 0) -> RedisBackend:
         """Connect to a server at `host` and `port` (default 6379)."""
-        client = redis.Redis(
-            host=host, port=6379 if port is None else port, db=db, **_CONNECT_KWARGS
-        )
-        return cls(client)
+        address: dict[str, Any] = {"host": host, "db": db}
+        if port is not None:
+            address["port"] = port
+        return cls(_set_up_pool(redis.Redis(**address, **_CLIENT_KWARGS)))
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.server}>"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import IO, Any
@@ -52,9 +53,13 @@ class RDBWriter:
     """An RDB file being written; keys are added with :meth:`save`.
 
     The header is written on creation, and :meth:`close` (or leaving the
-    ``with`` block) writes the end of the file and its checksum.  A file that
-    ends up without keys is removed, as katsdptelstate does, and so is one whose
-    ``with`` block raised (a failed save leaves no partial file behind).
+    ``with`` block, even by an exception) writes the end of the file and its
+    checksum, as katsdptelstate does: the file is then a valid RDB file holding
+    the keys saved so far.  A file that ends up without keys is removed.  To
+    leave nothing behind after a failure instead, call :meth:`abandon` (as
+    :meth:`telstate.TelescopeState.save_to_file` does).  The methods may be
+    called from different threads (the asyncio writer saves in a worker thread):
+    writes to the file are serialised.
 
     Parameters
     ----------
@@ -66,6 +71,8 @@ class RDBWriter:
 
     Attributes
     ----------
+    filename
+        As given.
     keys_written, keys_failed
         How many keys were written, and how many could not be (missing keys,
         types telstate does not use); failures are logged, not raised.
@@ -76,6 +83,7 @@ class RDBWriter:
         self.keys_written = 0
         self.keys_failed = 0
         self._encoder = RdbEncoder(version)
+        self._lock = threading.Lock()  # one writer of the file at a time
         self._file: IO[bytes] = open(filename, "wb")  # noqa: SIM115 - closed by close()
         try:
             self._file.write(self._encoder.header())
@@ -93,14 +101,14 @@ class RDBWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            self.abandon()  # a half-written file must not look like a complete one
-        else:
-            self.close()
+        self.close()  # also after an exception: the keys saved so far make a valid file
 
     def abandon(self) -> None:
-        """Close and remove the file without finishing it (after a failure)."""
-        if not self._file.closed:
+        """Close the file, finished or not, and remove it: nothing is left behind.
+
+        For a caller that wants all or nothing, after a failure.
+        """
+        with self._lock:
             self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.filename)
@@ -121,23 +129,26 @@ class RDBWriter:
         names = [ensure_bytes(key) for key in keys] if keys is not None else backend.keys(b"*")
         for start in range(0, len(names), _CHUNK):
             chunk = names[start : start + _CHUNK]
-            for key, record in zip(chunk, self._records(backend, chunk), strict=True):
-                if record is None:
-                    self.keys_failed += 1
-                    logger.error("Failed to save key %s: not found", display_str(key))
-                    continue
-                self._file.write(record)
-                self.keys_written += 1
+            records = zip(chunk, self._records(backend, chunk), strict=True)
+            with self._lock:
+                for key, record in records:
+                    self._write(key, record)
 
     def save_snapshots(self, items: Iterable[tuple[bytes, Snapshot | None]]) -> None:
         """Write keys from their snapshots (used by the asyncio writer)."""
-        for key, snapshot in items:
-            if snapshot is None:
-                self.keys_failed += 1
-                logger.error("Failed to save key %s: not found", display_str(key))
-                continue
-            self._file.write(self._encode(key, snapshot))
-            self.keys_written += 1
+        with self._lock:
+            for key, snapshot in items:
+                self._write(key, None if snapshot is None else self._encode(key, snapshot))
+
+    def _write(self, key: bytes, record: bytes | None) -> None:
+        if record is None:
+            self.keys_failed += 1
+            logger.error("Failed to save key %s: not found", display_str(key))
+            return
+        if self._file.closed:
+            raise ValueError(f"RDB file {os.fsdecode(self.filename)!r} is already closed")
+        self._file.write(record)
+        self.keys_written += 1
 
     def _records(self, backend: Backend, keys: Sequence[bytes]) -> Iterator[bytes | None]:
         dumps = _dumps(backend, keys)
@@ -182,16 +193,20 @@ class RDBWriter:
         )
 
     def close(self) -> None:
-        """Finish the file (end marker and checksum) and close it."""
-        if self._file.closed:
-            return
-        try:
-            self._file.write(self._encoder.footer())
-        finally:
-            self._file.close()
-            if not self.keys_written:
-                logger.error("No valid keys found - removing empty file %s", self.filename)
-                os.remove(self.filename)
+        """Finish the file (end marker and checksum) and close it; nothing if closed already.
+
+        A file without keys is removed.
+        """
+        with self._lock:
+            if self._file.closed:
+                return
+            try:
+                self._file.write(self._encoder.footer())
+            finally:
+                self._file.close()
+                if not self.keys_written:
+                    logger.error("No valid keys found - removing empty file %s", self.filename)
+                    os.remove(self.filename)
 
 
 def _backend_of(client: Any) -> Backend:
