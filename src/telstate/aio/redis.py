@@ -1,44 +1,34 @@
-"""The Redis backend for asyncio, on ``redis.asyncio``.
+"""The Redis backend for asyncio: the plans of the sync backend, awaited.
 
-The commands are those of the sync backend (:mod:`telstate.backends._redis_protocol`).
-Waits share ONE pub/sub connection per backend: a hub task reads it and hands
-each message to the waiters of its channel, subscribing a channel when its first
-waiter arrives and unsubscribing when its last one leaves, so thousands of
-concurrent waiters cost one connection.  A waiter is registered only once the
-server has confirmed the subscription, so no write after that can be missed.
-If the connection drops, redis-py reconnects and subscribes again; the hub then
-tells every waiter to look at its key again (:class:`Recheck`).
+Every operation is the same plan as in :mod:`telstate.backends.redis` (from
+:mod:`telstate.backends._redis_protocol`), run by the asyncio driver of the one
+Redis transport (:mod:`telstate._redis.aio`): same commands, same retries, same
+Sentinel failover, same ``WAIT`` for replicas.  Waits share ONE pub/sub
+connection per backend (the transport's hub), however many there are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
 
-from .._errors import ConnectionError, ImmutableKeyError
+from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._logic import check_batch
 from .._ranges import RangeQuery
+from .._redis import config as _config
+from .._redis.aio import AsyncSubscription as _HubSubscription
+from .._redis.aio import AsyncTransport
+from .._redis.session import Scripts, call
 from .._samples import SampleBatch
-from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck
+from .._updates import KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
-from ..backends._wire import _FIRST_DELAY, _MAX_DELAY, RETRY_WINDOW
-from ..backends.base import Found, KeyStats, Snapshot, Write, snapshot_steps
-from ..backends.redis import (
-    _CONNECT_KWARGS,
-    RedisConnectionError,
-    describe_server,
-    raise_error_replies,
-    redis_errors,
-)
+from ..backends.base import Found, KeyStats, Snapshot, Write
+from ..backends.redis import _CLIENT_KWARGS, RETRY_WINDOW, transport_config
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -47,262 +37,132 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-_RECONNECT_DELAY = 0.1
-_MAX_CONNECTIONS = 32  # per backend; more concurrent calls wait for a free one
-
-
-class _Subscription(AsyncSubscription):
-    def __init__(self, hub: _Hub, channels: tuple[bytes, ...]) -> None:
-        self.hub = hub
-        self.channels = channels
-        self.queue: asyncio.Queue[KeyUpdate | Recheck] = asyncio.Queue()
-
-    async def get(self) -> KeyUpdate | Recheck:
-        return await self.queue.get()
-
-    async def close(self) -> None:
-        await self.hub.remove(self)
-
-
-class _Hub:
-    """One pub/sub connection serving every waiter of a backend."""
-
-    def __init__(self, backend: RedisBackend) -> None:
-        self.backend = backend
-        self.pubsub: Any = None
-        self.waiters: dict[bytes, set[_Subscription]] = {}
-        self.confirmed: dict[bytes, asyncio.Event] = {}
-        self.types: dict[bytes, KeyType | None] = {}
-        self.lock = asyncio.Lock()
-        self.task: asyncio.Task[None] | None = None
-        # A SUBSCRIBE the server refused (ACL), for the waiters still waiting for theirs
-        self.refusal: redis.ResponseError | None = None
-
-    async def add(self, keys: Sequence[bytes]) -> _Subscription:
-        channels = tuple(dict.fromkeys(CHANNEL_PREFIX + key for key in keys))
-        subscription = _Subscription(self, channels)
-        async with self.lock:
-            if self.pubsub is None:
-                self.pubsub = self.backend.client.pubsub()
-            new = [channel for channel in channels if channel not in self.waiters]
-            for channel in channels:
-                self.waiters.setdefault(channel, set()).add(subscription)
-            for channel in new:
-                self.confirmed[channel] = asyncio.Event()
-            if new:
-                with redis_errors(self.backend.server):
-                    await self.pubsub.subscribe(*new)
-            if self.task is None or self.task.done():
-                self.task = asyncio.create_task(self._read(), name="telstate pub/sub hub")
-        events = [self.confirmed[channel] for channel in channels]
-        try:
-            async with asyncio.timeout(10):
-                for event in events:
-                    await event.wait()
-        except TimeoutError:
-            await self.remove(subscription)
-            raise RedisConnectionError(
-                f"redis server at {self.backend.server} did not confirm SUBSCRIBE"
-            ) from None
-        except BaseException:  # cancelled while waiting: leave nothing subscribed
-            await asyncio.shield(self.remove(subscription))
-            raise
-        refusal = self.refusal
-        if refusal is not None:
-            self.refusal = None
-            await self.remove(subscription)
-            raise RedisConnectionError(
-                f"redis server at {self.backend.server} refused access: {refusal}"
-            ) from None
-        return subscription
-
-    async def remove(self, subscription: _Subscription) -> None:
-        async with self.lock:
-            gone = []
-            for channel in subscription.channels:
-                waiters = self.waiters.get(channel)
-                if waiters is None:
-                    continue
-                waiters.discard(subscription)
-                if not waiters:
-                    del self.waiters[channel]
-                    self.confirmed.pop(channel, None)
-                    gone.append(channel)
-            if gone and self.pubsub is not None:
-                # Best effort, and never in place of the error that ended the wait: on a
-                # connection it has just dropped, redis-py raises AttributeError.
-                with contextlib.suppress(redis.RedisError, OSError, AttributeError):
-                    await self.pubsub.unsubscribe(*gone)
-
-    def _broadcast(self, channel: bytes, item: KeyUpdate | Recheck) -> None:
-        for subscription in self.waiters.get(channel, ()):
-            subscription.queue.put_nowait(item)
-
-    async def _read(self) -> None:
-        while self.waiters or self.confirmed:
-            try:
-                message = await self.pubsub.get_message(timeout=1.0)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                logger.warning("pub/sub connection to %s lost: %s", self.backend.server, exc)
-                for channel in list(self.waiters):
-                    self._broadcast(channel, Recheck())
-                await asyncio.sleep(_RECONNECT_DELAY)
-                continue
-            except redis.ResponseError as exc:  # a refused SUBSCRIBE: tell its waiters
-                self.refusal = exc
-                for channel, pending in list(self.confirmed.items()):
-                    if not pending.is_set():
-                        self.confirmed.pop(channel)
-                        pending.set()
-                continue
-            if message is None:
-                continue
-            channel = message["channel"]
-            if message["type"] == "subscribe":
-                event = self.confirmed.get(channel)
-                if event is not None:
-                    if event.is_set():  # subscribed again after a reconnection
-                        self._broadcast(channel, Recheck())
-                    event.set()
-            elif message["type"] == "message":
-                await self._deliver(channel, message["data"])
-
-    async def _deliver(self, channel: bytes, payload: bytes) -> None:
-        key = proto.channel_key(channel)
-        key_type = None
-        if proto.needs_type(payload):
-            if key not in self.types:
-                self.types[key] = await self.backend.key_type([key])
-            key_type = self.types[key]
-            if key_type is None:
-                self._broadcast(channel, Recheck())
-                return
-        try:
-            update: KeyUpdate | Recheck = proto.parse_message(key, payload, key_type)
-        except ValueError:
-            update = Recheck()
-        self._broadcast(channel, update)
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
-                await self.task
-        if self.pubsub is not None:
-            with contextlib.suppress(redis.RedisError, OSError):
-                await self.pubsub.aclose()
-        self.waiters.clear()
-        self.confirmed.clear()
-
-
-def _retries(window: float) -> int:
-    """How many retries, with the backoff used, fit in about `window` seconds."""
-    count, delay, spent = 0, _FIRST_DELAY, 0.0
-    while spent + delay <= window:
-        spent += delay
-        count += 1
-        delay = min(2 * delay, _MAX_DELAY)
-    return count
-
-
-def _refused(error: Exception) -> bool:
-    """Failures that trying again cannot mend: credentials, TLS certificates."""
-    return isinstance(error, redis.AuthenticationError) or "SSL" in str(error)
-
-
-class _Retry(Retry):
-    """redis-py's retry, except for refused credentials and certificates."""
-
-    async def call_with_retry(
-        self,
-        do: Callable[[], Awaitable[_T]],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> _T:
-        def retryable(error: Exception) -> bool:
-            return not _refused(error) and (is_retryable is None or is_retryable(error))
-
-        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+_SCRIPTS = Scripts(proto.SCRIPTS)
 
 
 class RedisBackend(AsyncBackend):
-    """Telescope state in a Redis server, for asyncio.
+    """Telescope state in Redis, for asyncio.
 
     Parameters
     ----------
     client
-        A :class:`redis.asyncio.Redis` client (``decode_responses`` must be false).
+        A :class:`redis.asyncio.Redis` client (``decode_responses`` must be false),
+        including one from ``redis.asyncio.sentinel.Sentinel(...).master_for``; a
+        fakeredis client works too.  Unlike :meth:`from_url`, this does not check
+        that the server answers.
+    retry_window, min_replicas
+        See :class:`telstate.backends.redis.RedisBackend`.
     """
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        if client.get_connection_kwargs().get("decode_responses"):  # type: ignore[no-untyped-call]
-            raise ValueError("the redis client must not decode responses (decode_responses=False)")
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | None = None,
+        retry_window: float = RETRY_WINDOW,
+        *,
+        min_replicas: int = 0,
+        config: _config.ServerConfig | None = None,
+    ) -> None:
+        foreign = None
+        if config is None:
+            if client is None:
+                raise TypeError("RedisBackend needs a redis client (or use from_url)")
+            config, foreign = transport_config(client, retry_window, min_replicas)
         self.client = client
-        self.server = describe_server(client)
-        self._scripts = {name: client.register_script(text) for name, text in proto.SCRIPTS.items()}
-        self._hub = _Hub(self)
+        self._transport = AsyncTransport(config, _SCRIPTS, foreign)
         self._closing: asyncio.Task[None] | None = None
+
+    async def _first_contact(self) -> RedisBackend:
+        """PING without retries: an unreachable server or refused credentials fail at once."""
+        transport = self._transport
+        try:
+            await transport.drive(
+                call(transport.topology, transport.scripts, [("PING",)], retry=False)
+            )
+        except BaseException:
+            await self.wait_closed()
+            raise
+        return self
 
     @classmethod
     async def from_url(
-        cls, url: str, db: int | None = None, retry_window: float = RETRY_WINDOW, **kwargs: Any
+        cls,
+        url: str,
+        db: int | None = None,
+        retry_window: float | None = None,
+        min_replicas: int | None = None,
+        **options: Any,
     ) -> RedisBackend:
-        """Connect to ``redis://``, ``rediss://`` or ``unix://`` `url` and check the server answers.
+        """Connect to the deployment a URL names, and check that it answers.
 
-        Parameters
-        ----------
-        url
-            Server URL, with credentials if needed.
-        db
-            Database number, if the URL names none (the URL's wins, as in redis-py).
-        retry_window
-            About how many seconds calls keep retrying after a connection failure
-            (backoff from 50 ms doubling to 1 s) before raising ConnectionError.
-        kwargs
-            More options for :class:`redis.asyncio.BlockingConnectionPool`.
+        See :meth:`telstate.backends.redis.RedisBackend.from_url`.
 
         Raises
         ------
         ConnectionError
-            If the server cannot be reached (at once: the first contact is not retried).
+            If the deployment cannot be reached (at once: the first contact is not retried).
         """
-        # No socket_timeout: redis-py then wraps every read in asyncio.wait_for, which on
-        # Python 3.11 can swallow a task's cancellation.  A blocking pool makes thousands
-        # of concurrent calls queue for a connection instead of failing.  Retries as the
-        # sync backend's (writes are idempotent); their sleeps let other tasks run.
-        retry = _Retry(
-            ExponentialBackoff(cap=_MAX_DELAY, base=_FIRST_DELAY), _retries(retry_window)
+        config = _config.parse_url(
+            url, retry_window=retry_window, min_replicas=min_replicas, **options
         )
-        options: dict[str, Any] = {
-            **_CONNECT_KWARGS,
-            "socket_timeout": None,
-            "retry": retry,
-            "retry_on_error": [redis.ConnectionError, redis.TimeoutError, OSError],
-            **kwargs,
-        }
-        if db is not None:
-            options["db"] = db
-        options["max_connections"] = kwargs.get("max_connections", _MAX_CONNECTIONS)
-        pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=None, **options)
-        backend = cls(redis.asyncio.Redis.from_pool(pool))  # the client owns the pool
-        # The first contact, on a connection of its own without retries: an unreachable
-        # server or refused credentials fail at once.
-        probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
-        try:
-            with redis_errors(backend.server):
-                await probe.connect()  # type: ignore[no-untyped-call]
-                await probe.send_command("PING")
-                await probe.read_response()
-        except ConnectionError:
-            await backend.client.aclose()
-            raise
-        finally:
-            await probe.disconnect()
-        return backend
+        if db is not None and not config.db and "db=" not in url:
+            config = config.replace(db=db)
+        if config.kind == "server":
+            client = redis.asyncio.Redis.from_url(url, db=db, **_CLIENT_KWARGS)
+            if _config.from_client(client) is None:  # a fake slipped in by a test
+                backend = cls(client, config.retry_window, min_replicas=config.min_replicas)
+                return await backend._first_contact()
+            await client.aclose()
+        return await cls(config=config)._first_contact()
+
+    @classmethod
+    async def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int] | str],
+        service: str,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
+        min_replicas: int = 0,
+        retry_window: float = RETRY_WINDOW,
+        **options: Any,
+    ) -> RedisBackend:
+        """Connect to the primary of `service` and follow failovers.
+
+        See :meth:`telstate.backends.redis.RedisBackend.from_sentinel`.
+        """
+        hosts = ",".join(
+            item if isinstance(item, str) else f"{item[0]}:{item[1]}" for item in sentinels
+        )
+        config = _config.parse_url(
+            f"redis+sentinel://{hosts}/{service}",
+            db=db or None,
+            username=username,
+            password=password,
+            sentinel_username=sentinel_username,
+            sentinel_password=sentinel_password,
+            min_replicas=min_replicas,
+            retry_window=retry_window,
+            **options,
+        )
+        return await cls(config=config)._first_contact()
+
+    @property
+    def server(self) -> str:
+        """Where the data is (the current primary behind Sentinel), without credentials."""
+        return self._transport.describe()
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas that must have each write before it returns (0: no waiting)."""
+        return self._transport.config.min_replicas
+
+    @property
+    def real_server(self) -> bool:
+        """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
+        return self._transport.foreign is None
 
     def __repr__(self) -> str:
         return f"<telstate.aio.redis.RedisBackend {self.server}>"
@@ -312,145 +172,92 @@ class RedisBackend(AsyncBackend):
             self._closing = asyncio.ensure_future(self._close())
 
     async def _close(self) -> None:
-        await self._hub.close()
-        await self.client.aclose()
+        await self._transport.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def release(self) -> None:
+        """Close telstate's own connections, leaving the client given to it open."""
+        await self._transport.aclose()
 
     async def wait_closed(self) -> None:
         self.close()
         assert self._closing is not None
         await self._closing
 
+    async def _run(self, plan: proto.Plan[Any]) -> Any:
+        """Run a plan: each batch through the transport."""
+        transport = self._transport
+        replies: Any = None
+        try:
+            while True:
+                batch = plan.send(replies)
+                replies = await transport.run(batch.commands, writes=batch.writes)
+        except StopIteration as done:
+            return done.value
+
     # -- reads
 
     async def get(self, keys: Sequence[bytes]) -> Found | None:
-        with redis_errors(self.server, keys[0]):
-            return proto.parse_found(await self._scripts["get"](keys=keys))
+        return await self._run(proto.get_plan(keys))  # type: ignore[no-any-return]
 
     async def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        with redis_errors(self.server):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.type(key)
-                kinds: list[bytes] = await pipe.execute()
-        for kind in kinds:
-            if kind != b"none":
-                return proto.TYPE_NAMES.get(kind)
-        return None
+        return await self._run(proto.key_type_plan(keys))  # type: ignore[no-any-return]
 
     async def exists(self, keys: Sequence[bytes]) -> bool:
-        with redis_errors(self.server):
-            return bool(await self.client.exists(*keys))
+        return await self._run(proto.exists_plan(keys))  # type: ignore[no-any-return]
 
     async def keys(self, pattern: bytes) -> list[bytes]:
-        with redis_errors(self.server):
-            return list(
-                {key async for key in self.client.scan_iter(match=pattern, count=proto.SCAN_COUNT)}
-            )
+        return await self._run(proto.keys_plan(pattern))  # type: ignore[no-any-return]
 
     async def get_indexed(
         self, keys: Sequence[bytes], sub_key: bytes
     ) -> tuple[int, bytes | None] | None:
-        with redis_errors(self.server, keys[0]):
-            reply = await self._scripts["get_indexed"](keys=keys, args=[sub_key])
-        return proto.parse_get_indexed(reply)
+        return await self._run(proto.get_indexed_plan(keys, sub_key))  # type: ignore[no-any-return]
 
     async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        with redis_errors(self.server):
-            async with self.client.pipeline(transaction=True) as pipe:
-                for command in proto.range_commands(keys, query):
-                    pipe.execute_command(*command)
-                replies = await pipe.execute(raise_on_error=False)
-            return proto.parse_range(keys, query, replies)
+        return await self._run(proto.get_range_plan(keys, query))  # type: ignore[no-any-return]
+
+    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        return await self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
+
+    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        return await self._run(proto.snapshot_plan(keys))  # type: ignore[no-any-return]
+
+    async def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """DUMP payloads of `keys` (None where absent), for writing RDB files."""
+        return await self._run(proto.dumps_plan(keys))  # type: ignore[no-any-return]
 
     # -- writes
 
     async def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
-        with redis_errors(self.server, key):
-            return await self._scripts["set_immutable"](keys=[key], args=[value])  # type: ignore[no-any-return]
+        return await self._run(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
 
     async def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
-        with redis_errors(self.server, key):
-            await self._scripts["add_mutable"](keys=[key], args=[proto.member(timestamp, value)])
+        await self._run(proto.add_mutable_plan(key, value, timestamp))
 
     async def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
-        with redis_errors(self.server, key):
-            return await self._scripts["set_indexed"](keys=[key], args=[sub_key, value])  # type: ignore[no-any-return]
+        return await self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
 
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
-        calls = proto.batch_calls(writes)
-        with redis_errors(self.server):
-            for attempt in (0, 1):
-                # A server restarted under the pipeline forgets the scripts: build the
-                # pipeline again (it loads them first).  Writes are idempotent: resending
-                # them is safe.
-                try:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for script, keys, args, _ in calls:
-                            await self._scripts[script](keys=keys, args=args, client=pipe)
-                        replies = await pipe.execute(raise_on_error=False)
-                except redis.exceptions.NoScriptError:
-                    if attempt:
-                        raise
-                    continue
-                if attempt or not any(
-                    isinstance(reply, redis.exceptions.NoScriptError) for reply in replies
-                ):
-                    break
-            return proto.parse_batch(writes, calls, replies)
+        return await self._run(proto.write_batch_plan(writes))  # type: ignore[no-any-return]
 
     async def delete(self, keys: Sequence[bytes]) -> None:
-        with redis_errors(self.server):
-            await self.client.unlink(*keys)
+        await self._run(proto.delete_plan(keys))
 
     async def clear(self) -> None:
-        with redis_errors(self.server):
-            await self.client.flushdb(asynchronous=True)
-
-    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
-        with redis_errors(self.server):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.type(key)
-                    pipe.execute_command("MEMORY", "USAGE", key)
-                first = await pipe.execute(raise_on_error=False)
-            kinds, usage = first[0::2], first[1::2]
-            raise_error_replies(kinds)
-            async with self.client.pipeline(transaction=False) as pipe:
-                for command in proto.stats_commands(keys, kinds):
-                    pipe.execute_command(*command)
-                replies = await pipe.execute()
-        return proto.parse_stats(kinds, replies, usage)
-
-    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
-        result: list[Snapshot | None] = []
-        for key in keys:
-            steps = snapshot_steps(key)
-            reply: Any = None
-            try:
-                while True:
-                    method, args = steps.send(reply)
-                    reply = await getattr(self, method)(*args)
-            except StopIteration as done:
-                result.append(done.value)
-        return result
+        await self._run(proto.clear_plan())
 
     async def load_rdb(self, index: RdbIndex) -> int:
+        # As the sync backend: RESTORE payloads built in a worker thread while the
+        # server restores the previous batch; existing keys merged with writes.
         keys = list(index.entries)
         merge: list[bytes] = []
         batches = proto.restore_batches(index, keys)
         pending = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
         while (batch := await pending) is not None:
             pending = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
-            with redis_errors(self.server):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for key, payload in batch:
-                        pipe.execute_command("RESTORE", key, 0, payload)
-                    replies = await pipe.execute(raise_on_error=False)
-            merge += [
-                key
-                for (key, _), reply in zip(batch, replies, strict=True)
-                if not proto.restored(reply)
-            ]
+            merge += await self._run(proto.restore_plan(batch))
         if merge:
             writes = await asyncio.to_thread(
                 lambda: [write for key in merge for write in merge_writes(index, key)]
@@ -458,5 +265,25 @@ class RedisBackend(AsyncBackend):
             check_batch(writes, None, await self.write_batch(writes))
         return len(keys)
 
+    # -- waits
+
     async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
-        return await self._hub.add(keys)
+        return _RedisSubscription(self, await self._transport.subscribe(keys))
+
+
+class _RedisSubscription(AsyncSubscription):
+    """The updates of some keys, from the transport's shared pub/sub hub."""
+
+    def __init__(self, backend: RedisBackend, subscription: _HubSubscription) -> None:
+        self._backend = backend
+        self._subscription = subscription
+        self._types: dict[bytes, KeyType | None] = {}
+
+    async def get(self) -> KeyUpdate | Recheck:
+        item = await self._subscription.get()
+        if isinstance(item, Recheck):
+            return item
+        return await self._backend._run(proto.update_plan(item.key, item.payload, self._types))  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self._subscription.close()

@@ -1,6 +1,10 @@
 """What telstate says to a Redis server, and how it reads the answers (no I/O).
 
-Shared by the sync and asyncio Redis backends, which only send these commands.
+Shared by the sync and asyncio Redis backends.  Each backend operation is a *plan*
+(at the end of this module): a generator that yields the :class:`Batch` of commands
+to send in one round trip and receives their replies, so that the two backends
+differ only in how they wait (the transport, :mod:`telstate._redis`, adds the
+retries, failover and durability rules to every batch).
 
 Key layout (identical to katsdptelstate 1.0)::
 
@@ -19,15 +23,18 @@ prefixes the view has.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import ImmutableKeyError
+from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
+from .._redis.rules import is_access_refusal
+from .._redis.session import Script
 from .._samples import EMPTY_BATCH, SampleBatch
-from .._updates import CHANNEL_PREFIX, KeyUpdate, decode_update
-from .base import Found, KeyStats, Write
+from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
+from .base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
@@ -185,7 +192,7 @@ def wrong_type_for(key: bytes) -> ImmutableKeyError:
     return ImmutableKeyError(f"{key!r} exists with another type (Redis answered WRONGTYPE)")
 
 
-def is_wrongtype(error: Exception) -> bool:
+def is_wrongtype(error: BaseException) -> bool:
     """Whether a Redis error is a WRONGTYPE error (also when raised inside a script)."""
     return "WRONGTYPE" in str(error)
 
@@ -244,9 +251,7 @@ def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) ->
             return EMPTY_BATCH
         members: list[bytes] = []
         for reply in replies[i * per_key + 1 : (i + 1) * per_key]:
-            if isinstance(reply, Exception):
-                raise reply
-            members.extend(reply)
+            members.extend(answer(reply, key))
         return SampleBatch.from_members(members)
     return None
 
@@ -323,16 +328,16 @@ def parse_batch(
     """Per-write results (as :meth:`Backend.write_batch` returns them) from the replies."""
     results: list[bytes | ImmutableKeyError | None] = [None] * len(writes)
     for (script, _, _, indices), reply in zip(calls, replies, strict=True):
-        if isinstance(reply, Exception):
+        if isinstance(reply, BaseException):
             if not is_wrongtype(reply):
-                raise reply
+                answer(reply)
             for i in indices:
                 results[i] = wrong_type_for(writes[i].key)
         elif script != "add_mutable_many":
             for i, item in zip(indices, reply, strict=True):
-                if isinstance(item, Exception):
+                if isinstance(item, BaseException):
                     if not is_wrongtype(item):
-                        raise item
+                        answer(item)
                     results[i] = wrong_type_for(writes[i].key)
                 else:
                     results[i] = item
@@ -414,3 +419,178 @@ def restore_batches(index: RdbIndex, keys: Sequence[bytes]) -> Iterator[list[tup
 def restored(reply: Any) -> bool:
     """Whether a RESTORE reply says OK (raw, or as redis-py's callbacks turn it)."""
     return reply is True or reply == b"OK"
+
+
+# ------------------------------------------------------------------------------ plans
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Commands sent in one round trip; `writes` if they change data (see ``min_replicas``)."""
+
+    commands: Sequence[Sequence[Any] | Script]
+    writes: bool = False
+
+
+#: A backend operation: yields batches, receives their replies, returns the result.
+Plan = Generator[Batch, list[Any], _T]
+
+
+def answer(reply: Any, key: bytes | None = None) -> Any:
+    """`reply`, or the error an error reply stands for."""
+    if isinstance(reply, BaseException):
+        if is_wrongtype(reply):
+            if key is None:
+                raise ImmutableKeyError(f"a key exists with another type ({reply})")
+            raise wrong_type_for(key)
+        if is_access_refusal(reply):
+            raise TelstateError(f"the Redis server refused access: {reply}")
+        raise TelstateError(f"the Redis server answered: {reply}")
+    return reply
+
+
+def get_plan(keys: Sequence[bytes]) -> Plan[Found | None]:
+    (reply,) = yield Batch([Script("get", keys)])
+    return parse_found(answer(reply, keys[0]))
+
+
+def key_type_plan(keys: Sequence[bytes]) -> Plan[KeyType | None]:
+    kinds = yield Batch([("TYPE", key) for key in keys])
+    for kind in kinds:
+        if answer(kind) != b"none":
+            return TYPE_NAMES.get(kind)
+    return None
+
+
+def exists_plan(keys: Sequence[bytes]) -> Plan[bool]:
+    (count,) = yield Batch([("EXISTS", *keys)])
+    return bool(answer(count))
+
+
+def keys_plan(pattern: bytes) -> Plan[list[bytes]]:
+    found: set[bytes] = set()
+    cursor: Any = b"0"
+    while True:
+        (reply,) = yield Batch([("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)])
+        cursor, batch = answer(reply)
+        found.update(batch)
+        if cursor in (b"0", 0):
+            return list(found)
+
+
+def get_indexed_plan(
+    keys: Sequence[bytes], sub_key: bytes
+) -> Plan[tuple[int, bytes | None] | None]:
+    (reply,) = yield Batch([Script("get_indexed", keys, [sub_key])])
+    return parse_get_indexed(answer(reply, keys[0]))
+
+
+def get_range_plan(keys: Sequence[bytes], query: RangeQuery) -> Plan[SampleBatch | None]:
+    replies = yield Batch([("MULTI",), *range_commands(keys, query), ("EXEC",)])
+    for reply in replies[:-1]:
+        answer(reply)  # a command refused while queueing aborts EXEC
+    return parse_range(keys, query, answer(replies[-1]))
+
+
+def set_immutable_plan(key: bytes, value: bytes) -> Plan[bytes | None]:
+    (reply,) = yield Batch([Script("set_immutable", [key], [value])], writes=True)
+    return answer(reply, key)  # type: ignore[no-any-return]
+
+
+def add_mutable_plan(key: bytes, value: bytes, timestamp: float) -> Plan[None]:
+    (reply,) = yield Batch([Script("add_mutable", [key], [member(timestamp, value)])], writes=True)
+    answer(reply, key)
+
+
+def set_indexed_plan(key: bytes, sub_key: bytes, value: bytes) -> Plan[bytes | None]:
+    (reply,) = yield Batch([Script("set_indexed", [key], [sub_key, value])], writes=True)
+    return answer(reply, key)  # type: ignore[no-any-return]
+
+
+def write_batch_plan(writes: Sequence[Write]) -> Plan[list[bytes | ImmutableKeyError | None]]:
+    calls = batch_calls(writes)
+    replies = yield Batch(
+        [Script(script, keys, args) for script, keys, args, _ in calls], writes=True
+    )
+    return parse_batch(writes, calls, replies)
+
+
+def stats_plan(keys: Sequence[bytes]) -> Plan[list[KeyStats | None]]:
+    first = yield Batch(
+        [command for key in keys for command in (("TYPE", key), ("MEMORY", "USAGE", key))]
+    )
+    kinds, usage = first[0::2], first[1::2]
+    for kind in kinds:
+        answer(kind)
+    replies = yield Batch(stats_commands(keys, kinds))
+    for reply in replies:
+        answer(reply)
+    return parse_stats(kinds, replies, usage)
+
+
+def snapshot_plan(keys: Sequence[bytes]) -> Plan[list[Snapshot | None]]:
+    result: list[Snapshot | None] = []
+    for key in keys:
+        found = yield from get_plan([key])
+        if found is None:
+            result.append(None)
+        elif found[1] is KeyType.MUTABLE:
+            batch = yield from get_range_plan([key], ALL_SAMPLES)
+            result.append(None if batch is None else (KeyType.MUTABLE, batch))
+        else:
+            result.append((found[1], found[2]))
+    return result
+
+
+def dumps_plan(keys: Sequence[bytes]) -> Plan[list[bytes | None]]:
+    """DUMP payloads of `keys` (None where absent)."""
+    replies = yield Batch([("DUMP", key) for key in keys])
+    return [
+        reply if isinstance(answer(reply, key), bytes) else None
+        for key, reply in zip(keys, replies, strict=True)
+    ]
+
+
+def delete_plan(keys: Sequence[bytes]) -> Plan[None]:
+    (reply,) = yield Batch([("UNLINK", *keys)], writes=True)
+    answer(reply)
+
+
+def clear_plan() -> Plan[None]:
+    (reply,) = yield Batch([("FLUSHDB", "ASYNC")], writes=True)
+    answer(reply)
+
+
+def restore_plan(batch: Sequence[tuple[bytes, bytes]]) -> Plan[list[bytes]]:
+    """RESTORE a batch of (key, payload); returns the keys that must be merged instead.
+
+    A key that exists already (BUSYKEY), or whose encoding the server does not know,
+    is merged with ordinary writes by the caller.
+    """
+    replies = yield Batch([("RESTORE", key, 0, payload) for key, payload in batch], writes=True)
+    return [key for (key, _), reply in zip(batch, replies, strict=True) if not restored(reply)]
+
+
+def update_plan(
+    key: bytes, payload: bytes, types: dict[bytes, KeyType | None]
+) -> Plan[KeyUpdate | Recheck]:
+    """A notification as a :class:`KeyUpdate` (asking for the key's type if the payload
+    does not say it; `types` caches the answers), or Recheck if it cannot be read."""
+    key_type = None
+    if needs_type(payload):
+        if key not in types:
+            types[key] = yield from key_type_plan([key])
+        key_type = types[key]
+        if key_type is None:
+            return Recheck()  # deleted since: nothing to learn from this update
+    try:
+        return parse_message(key, payload, key_type)
+    except ValueError:
+        return Recheck()
+
+
+def ping_plan() -> Plan[None]:
+    (reply,) = yield Batch([("PING",)])
+    answer(reply)

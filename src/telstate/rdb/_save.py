@@ -125,14 +125,18 @@ class RDBWriter:
             Full keys to write (default: all).  Missing keys are logged and counted
             in :attr:`keys_failed`.
         """
-        backend = _backend_of(client)
-        names = [ensure_bytes(key) for key in keys] if keys is not None else backend.keys(b"*")
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            records = zip(chunk, self._records(backend, chunk), strict=True)
-            with self._lock:
-                for key, record in records:
-                    self._write(key, record)
+        backend, temporary = _backend_of(client)
+        try:
+            names = [ensure_bytes(key) for key in keys] if keys is not None else backend.keys(b"*")
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                records = zip(chunk, self._records(backend, chunk), strict=True)
+                with self._lock:
+                    for key, record in records:
+                        self._write(key, record)
+        finally:
+            if temporary:
+                backend.release()  # type: ignore[attr-defined]
 
     def save_snapshots(self, items: Iterable[tuple[bytes, Snapshot | None]]) -> None:
         """Write keys from their snapshots (used by the asyncio writer)."""
@@ -209,28 +213,26 @@ class RDBWriter:
                     os.remove(self.filename)
 
 
-def _backend_of(client: Any) -> Backend:
+def _backend_of(client: Any) -> tuple[Backend, bool]:
+    """The backend to save from, and whether it was made for the occasion."""
     import redis
 
     from ..backends.redis import RedisBackend
     from ..client import TelescopeState
 
     if isinstance(client, TelescopeState):
-        return client.backend
+        return client.backend, False
     if isinstance(client, Backend):
-        return client
+        return client, False
     if isinstance(client, redis.Redis):
-        return RedisBackend(client)
+        return RedisBackend(client), True
     raise TypeError(f"cannot save from {type(client).__name__}")
 
 
 def _dumps(backend: Backend, keys: Sequence[bytes]) -> list[bytes | None] | None:
     """DUMP payloads of `keys` from a real Redis server, or None for other backends."""
-    from ..backends._wire import _SocketRunner
-    from ..backends.redis import RedisBackend, redis_errors
+    from ..backends.redis import RedisBackend
 
-    if not isinstance(backend, RedisBackend) or not isinstance(backend._runner, _SocketRunner):
+    if not isinstance(backend, RedisBackend) or not backend.real_server:
         return None
-    with redis_errors(backend.server):
-        replies = backend._runner.run([("DUMP", key) for key in keys])
-    return [reply if isinstance(reply, bytes) else None for reply in replies]
+    return backend.dumps(keys)

@@ -1,0 +1,723 @@
+"""The asyncio driver of the Redis transport: protocols, hiredis and a few tasks.
+
+It runs the plans of :mod:`.session` in the event loop, the same plans the
+blocking driver (:mod:`.sync`) runs:
+
+* **connections** are asyncio protocols whose replies hiredis parses as they
+  arrive; requests are *pipelined*: many tasks share a connection, each request's
+  replies are matched to it in order, and a cancelled request's replies are read
+  and dropped so the stream stays aligned.  A few connections per server (opened
+  when all are busy) keep one big reply from holding up every call.  Clients that
+  telstate cannot reproduce (fakeredis) are driven through their own connections;
+* **pauses** end early when the primary changes;
+* **the pub/sub hub**: one task and one connection for every waiter;
+* **the sentinel watch**: a task listening to ``+switch-master``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from . import rules
+from .config import ServerConfig
+from .errors import RedisConnectionError as ConnectionError
+from .hub import HubState, Item, Lost, Message, Ready, Refusal, channels_of, switch_message
+from .resp import Reader, pack
+from .session import (
+    Command,
+    Exchange,
+    Node,
+    Plan,
+    Scripts,
+    Topology,
+    call,
+    check_handshake,
+    discover,
+    handshake_commands,
+)
+
+__all__ = ["AsyncSubscription", "AsyncTransport"]
+
+logger = logging.getLogger("telstate.redis")
+_T = TypeVar("_T")
+
+#: Connections per server; more are opened only while all of them are busy.
+MAX_CONNECTIONS = 8
+_POLL = 1.0
+SUBSCRIBE_TIMEOUT = 10.0
+
+
+# ------------------------------------------------------------------------ connections
+
+
+@dataclass(slots=True)
+class _Request:
+    count: int
+    future: asyncio.Future[list[Any]]
+    replies: list[Any] = field(default_factory=list)
+
+
+class StreamConnection(asyncio.Protocol):
+    """A connection whose requests are pipelined and matched to replies in order.
+
+    With `on_push`, every reply goes to that callback instead (pub/sub), and a lost
+    connection calls it with the failure.
+    """
+
+    multiplexed = True
+
+    def __init__(
+        self,
+        node: Node,
+        epoch: int,
+        timeout: float,
+        on_push: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.epoch = epoch
+        self.timeout = timeout
+        self.on_push = on_push
+        self.reader = Reader()
+        self.pending: deque[_Request] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: rules.Failure | None = None
+        self.last_data = 0.0
+
+    # protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data = asyncio.get_running_loop().time()
+        reader = self.reader
+        reader.feed(data)
+        while (reply := reader.gets()) is not False:
+            if self.on_push is not None:
+                self.on_push(reply)
+                continue
+            if not self.pending:  # never asked for: the stream cannot be trusted
+                self.abort()
+                return
+            request = self.pending[0]
+            request.replies.append(reply)
+            if len(request.replies) == request.count:
+                self.pending.popleft()
+                if not request.future.done():
+                    request.future.set_result(request.replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = rules.Dropped(f"connection to {self.node} lost" + (f": {exc}" if exc else ""))
+        while self.pending:
+            request = self.pending.popleft()
+            if not request.future.done():
+                request.future.set_exception(self.lost)
+        if self.on_push is not None:
+            self.on_push(self.lost)
+
+    # use
+    @property
+    def load(self) -> int:
+        return len(self.pending)
+
+    @property
+    def usable(self) -> bool:
+        return self.lost is None
+
+    def send(self, payload: bytes) -> None:
+        if self.lost is not None:
+            raise self.lost
+        assert self.transport is not None
+        self.transport.write(payload)
+
+    async def exchange(self, payload: bytes, count: int) -> list[Any]:
+        """Send `payload` and wait for its `count` replies."""
+        if self.lost is not None:
+            raise self.lost
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self.pending.append(_Request(count, future))
+        self.send(payload)
+        self.last_data = max(self.last_data, loop.time())
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                if loop.time() - self.last_data < self.timeout:
+                    continue  # replies are flowing (to us or to those before us)
+                self.abort()
+                raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ClientConnection:
+    """A connection of a redis-py asyncio client (fakeredis, say): one request at a time."""
+
+    multiplexed = False
+
+    def __init__(self, connection: Any, node: Node, epoch: int) -> None:
+        self.connection = connection
+        self.node = node
+        self.epoch = epoch
+        self.lost: rules.Failure | None = None
+        self.busy = 0
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, client: Any, node: Node, epoch: int) -> ClientConnection:
+        connection = client.connection_pool.make_connection()
+        try:
+            await connection.connect()
+        except redis.AuthenticationError as exc:
+            raise rules.Refused(f"refused the credentials: {exc}") from exc
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise rules.Unreachable(str(exc)) from exc
+        return cls(connection, node, epoch)
+
+    @property
+    def load(self) -> int:
+        return self.busy
+
+    @property
+    def usable(self) -> bool:
+        return self.lost is None
+
+    async def exchange(self, payload: bytes, count: int) -> list[Any]:
+        self.busy += 1
+        try:
+            async with self.lock:
+                await self._send(payload)
+                return [await self._read_one() for _ in range(count)]
+        except BaseException:
+            if self.lost is None:  # cancelled mid-reply: the stream is unusable
+                self.lost = rules.Dropped("interrupted")
+                await self._disconnect()
+            raise
+        finally:
+            self.busy -= 1
+
+    async def _send(self, payload: bytes) -> None:
+        try:
+            await self.connection.send_packed_command([payload], check_health=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self.lost = rules.Dropped(str(exc))
+            raise self.lost from exc
+
+    def send(self, payload: bytes) -> None:
+        _background(self._send(payload))
+
+    async def _read_one(self) -> Any:
+        try:
+            return await self.connection.read_response(disable_decoding=True)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self.lost = rules.Dropped(str(exc))
+            raise self.lost from exc
+        except redis.ResponseError as exc:
+            return exc
+
+    async def read(self, timeout: float) -> list[Any]:
+        """Pub/sub: replies arriving within `timeout` (polling: no socket to watch)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            try:
+                if await self.connection.can_read_destructive():
+                    return [await self._read_one()]
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self.lost = rules.Dropped(str(exc))
+                raise self.lost from exc
+            if loop.time() >= end:
+                return []
+            await asyncio.sleep(0.02)
+
+    async def _disconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.connection.disconnect()
+
+    def abort(self) -> None:
+        self.lost = self.lost or rules.Dropped("closed")
+        _background(self._disconnect())
+
+    def close(self) -> None:
+        self.abort()
+
+
+Connection = StreamConnection | ClientConnection
+
+# Tasks started and not awaited, kept here until they end (the loop holds them weakly).
+_TASKS: set[asyncio.Task[Any]] = set()
+
+
+def _background(coroutine: Any) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+async def open_stream(
+    config: ServerConfig,
+    node: Node,
+    tls: ssl.SSLContext | None,
+    epoch: int,
+    on_push: Callable[[Any], None] | None = None,
+) -> StreamConnection:
+    """A connected protocol to `node` (TLS handshake done), or a Failure."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> StreamConnection:
+        return StreamConnection(node, epoch, config.socket_timeout, on_push)
+
+    address = node.address
+    try:
+        async with asyncio.timeout(config.connect_timeout):
+            if isinstance(address, str):
+                _, protocol = await loop.create_unix_connection(factory, address)
+            else:
+                _, protocol = await loop.create_connection(
+                    factory,
+                    address[0],
+                    address[1],
+                    ssl=tls,
+                    server_hostname=address[0] if tls is not None else None,
+                )
+    except ssl.SSLError as exc:
+        raise rules.TlsRefused(str(exc)) from exc
+    except TimeoutError:
+        raise rules.Unreachable(f"no connection within {config.connect_timeout} s") from None
+    except OSError as exc:
+        raise rules.Unreachable(str(exc) or type(exc).__name__) from exc
+    return protocol
+
+
+# -------------------------------------------------------------------------- transport
+
+
+class AsyncTransport:
+    """Runs the transport's plans in the event loop, for any number of tasks.
+
+    Parameters are those of :class:`.sync.SyncTransport`.
+    """
+
+    def __init__(self, config: ServerConfig, scripts: Scripts, client: Any = None) -> None:
+        self.topology = Topology(config)
+        self.config = config
+        self.scripts = scripts
+        self._client = client
+        #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
+        self.foreign = client
+        self._tls: ssl.SSLContext | None = None
+        if config.tls is not None and client is None:
+            try:
+                self._tls = config.tls.context()
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionError(
+                    f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
+                ) from exc
+        self._connections: dict[Node, list[Connection]] = {}
+        self._opening: dict[Node, int] = {}
+        self._changed: asyncio.Event | None = None
+        self._closed = False
+        self._hub: _AsyncHub | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.topology.listen(self._on_switch)
+
+    def describe(self) -> str:
+        return self.topology.describe()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _start(self) -> None:
+        if self.config.kind == "sentinel" and self._watch is None and not self._closed:
+            self._watch = asyncio.create_task(
+                self._watch_sentinels(), name="telstate sentinel watch"
+            )
+
+    # -- running plans
+
+    async def run(
+        self,
+        commands: Sequence[Command],
+        *,
+        writes: bool = False,
+        deadline: float | None = None,
+        retry: bool = True,
+    ) -> list[Any]:
+        """Replies to `commands` (see :func:`.session.call`)."""
+        return await self.drive(
+            call(
+                self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
+            )
+        )
+
+    async def drive(self, plan: Plan[_T]) -> _T:
+        """Run a plan to its end."""
+        self._start()
+        reply: Any = None
+        failure: rules.Failure | None = None
+        while True:
+            try:
+                effect = plan.send(reply) if failure is None else plan.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply = failure = None
+            if isinstance(effect, Exchange):
+                try:
+                    reply = await self._exchange(effect)
+                except rules.Failure as exc:
+                    failure = exc
+            else:
+                await self._pause(effect.seconds)
+
+    async def _exchange(self, effect: Exchange) -> list[Any]:
+        if self._closed:
+            raise ConnectionError(f"the backend for {self.describe()} is closed")
+        connection = await self._connection(effect.node)
+        return await connection.exchange(effect.payload, effect.count)
+
+    async def _pause(self, seconds: float) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await changed.wait()
+
+    # -- connections
+
+    async def connect(self, node: Node, on_push: Callable[[Any], None] | None = None) -> Connection:
+        """A new connection to `node`, introduced (credentials, database, role)."""
+        epoch = self.topology.epoch
+        if self._client is not None:
+            return await ClientConnection.open(self._client, node, epoch)
+        connection = await open_stream(self.config, node, self._tls, epoch)
+        commands = handshake_commands(self.config, node)
+        try:
+            if commands:
+                replies = await connection.exchange(pack(commands), len(commands))
+                check_handshake(self.config, node, commands, replies)
+        except BaseException:
+            connection.close()
+            raise
+        connection.on_push = on_push
+        return connection
+
+    async def _connection(self, node: Node) -> Connection:
+        """A connection to `node` for one exchange: the least busy, or a new one."""
+        while True:
+            current = self.topology.epoch
+            pool = self._connections.setdefault(node, [])
+            pool[:] = [c for c in pool if c.usable and (node.sentinel or c.epoch == current)]
+            best = min(pool, key=lambda c: c.load, default=None)
+            opening = self._opening.get(node, 0)
+            if best is not None and (
+                best.load == 0 or (best.multiplexed and len(pool) + opening >= MAX_CONNECTIONS)
+            ):
+                return best
+            if best is None and opening:
+                await asyncio.sleep(0.001)  # another task is opening one: share it
+                continue
+            if len(pool) + opening >= MAX_CONNECTIONS:
+                await asyncio.sleep(0.001)  # every (non-multiplexed) connection is busy
+                continue
+            self._opening[node] = opening + 1
+            try:
+                connection = await self.connect(node)
+            finally:
+                self._opening[node] -= 1
+            if self._closed:
+                connection.close()
+                raise ConnectionError(f"the backend for {self.describe()} is closed")
+            self._connections.setdefault(node, []).append(connection)
+            return connection
+
+    def _on_switch(self) -> None:
+        primary = self.topology.primary
+        for node, pool in list(self._connections.items()):
+            if node.sentinel or node == primary:
+                continue
+            for connection in pool:
+                if primary is None and connection.load:
+                    continue  # only forgotten: let calls in flight finish
+                connection.abort()  # in-flight calls fail now and go to the new primary
+            del self._connections[node]
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        if self._hub is not None:
+            self._hub.wake()
+
+    # -- pub/sub
+
+    async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
+        """Listen to the notifications of `keys` (returns once the server confirmed)."""
+        self._start()
+        if self._hub is None:
+            self._hub = _AsyncHub(self)
+        return await self._hub.subscribe(keys)
+
+    # -- the sentinel watch
+
+    async def _watch_sentinels(self) -> None:
+        topology = self.topology
+        service = self.config.service
+        failures = 0
+        first = True
+        while not self._closed:
+            switches: asyncio.Queue[Any] = asyncio.Queue()
+            connection: Connection | None = None
+            for address in list(topology.sentinels):
+                try:
+                    connection = await self.connect(Node(address, sentinel=True))
+                    await connection.exchange(pack([("SUBSCRIBE", "+switch-master")]), 1)
+                    break
+                except rules.Failure:
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+            if connection is None:
+                failures += 1
+                await asyncio.sleep(min(0.1 * failures, 1.0))
+                continue
+            failures = 0
+            if isinstance(connection, StreamConnection):
+                connection.on_push = switches.put_nowait
+            if not first:
+                with contextlib.suppress(rules.Failure, ConnectionError):
+                    await self.drive(discover(topology))
+            first = False
+            try:
+                while not self._closed:
+                    if isinstance(connection, ClientConnection):
+                        replies = await connection.read(_POLL)
+                    else:
+                        replies = [await switches.get()]
+                    for reply in replies:
+                        if isinstance(reply, rules.Failure):
+                            raise reply
+                        announced = switch_message(reply, service)
+                        if announced is not None:
+                            logger.info("sentinels announce a new primary for %s", service)
+                            topology.switch(announced)
+            except rules.Failure:
+                pass
+            finally:
+                connection.close()
+
+    # -- closing
+
+    async def aclose(self) -> None:
+        """Close every connection and stop the background tasks."""
+        self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._hub is not None:
+            await self._hub.close()
+        for pool in self._connections.values():
+            for connection in pool:
+                connection.close()
+        self._connections.clear()
+        if self._changed is not None:
+            self._changed.set()
+
+
+# -------------------------------------------------------------------------------- hub
+
+
+class AsyncSubscription:
+    """The notifications of some keys, as delivered by the hub."""
+
+    def __init__(self, hub: _AsyncHub, channels: tuple[bytes, ...]) -> None:
+        self.hub = hub
+        self.channels = channels
+        self.items: asyncio.Queue[Item] = asyncio.Queue()
+        self.closed = False
+
+    async def get(self) -> Message | Any:
+        """The next item (a Message or Recheck).
+
+        Raises
+        ------
+        ConnectionError
+            If the hub gave up reconnecting.
+        """
+        item = await self.items.get()
+        if isinstance(item, Lost):
+            raise item.error
+        return item
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.remove(self)
+
+
+class _AsyncHub:
+    """One pub/sub connection and one task, for every waiter of a transport."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self.transport = transport
+        self.state: HubState[AsyncSubscription] = HubState()
+        self.connection: Connection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.wakeup = asyncio.Event()
+        self.closed = False
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
+        if self.closed:
+            raise ConnectionError(f"the backend for {self.transport.describe()} is closed")
+        channels = channels_of(keys)
+        subscription = AsyncSubscription(self, channels)
+        new = self.state.add(subscription, channels)
+        ready = subscription not in self.state.waiting
+        if new and self.connection is not None and self.connection.usable:
+            with contextlib.suppress(rules.Failure):
+                self.connection.send(pack([("SUBSCRIBE", *new)]))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="telstate pub/sub hub")
+        if ready:
+            return subscription
+        try:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                item = await subscription.items.get()
+        except TimeoutError:
+            await subscription.close()
+            raise ConnectionError(
+                f"redis server at {self.transport.describe()} did not confirm SUBSCRIBE"
+            ) from None
+        except BaseException:
+            await subscription.close()  # cancelled while waiting: leave nothing subscribed
+            raise
+        if isinstance(item, Ready):
+            return subscription
+        await subscription.close()
+        if isinstance(item, Refusal):
+            raise ConnectionError(
+                f"redis server at {self.transport.describe()} refused access: {item.error}"
+            )
+        assert isinstance(item, Lost)
+        raise item.error
+
+    def remove(self, subscription: AsyncSubscription) -> None:
+        gone = self.state.remove(subscription, subscription.channels)
+        if gone and self.connection is not None and self.connection.usable:
+            with contextlib.suppress(rules.Failure, RuntimeError):
+                self.connection.send(pack([("UNSUBSCRIBE", *gone)]))
+
+    def _on_push(self, reply: Any) -> None:
+        if isinstance(reply, rules.Failure):
+            self.wakeup.set()
+            return
+        for subscription, item in self.state.on_reply(reply):
+            subscription.items.put_nowait(item)
+
+    async def _run(self) -> None:
+        transport = self.transport
+        topology = transport.topology
+        clock: rules.RetryClock | None = None
+        try:
+            while self.state and not self.closed:
+                connection = self.connection
+                stale = connection is not None and (
+                    not connection.usable
+                    or (connection.epoch != topology.epoch and topology.primary != connection.node)
+                )
+                if connection is None or stale:
+                    if connection is not None:
+                        if connection.lost is None:
+                            logger.info("pub/sub hub moves to the new primary")
+                        else:
+                            logger.warning(
+                                "pub/sub connection to %s lost: %s",
+                                transport.describe(),
+                                connection.lost,
+                            )
+                        connection.close()
+                        self.connection = None
+                    self.state.lost()
+                    try:
+                        self.connection = await self._connect()
+                    except (rules.Failure, ConnectionError) as exc:
+                        if clock is None:
+                            clock = rules.RetryClock(topology.window(), None)
+                        pause = clock.next_pause(asyncio.get_running_loop().time())
+                        if pause is None:
+                            logger.warning("pub/sub hub gave up: %s", exc)
+                            error = (
+                                exc
+                                if isinstance(exc, ConnectionError)
+                                else ConnectionError(
+                                    f"cannot reach redis server at {transport.describe()}: {exc}"
+                                )
+                            )
+                            for subscription, item in self.state.fail_all(error):
+                                subscription.items.put_nowait(item)
+                            clock = None
+                        else:
+                            await self._sleep(pause)
+                        continue
+                    clock = None
+                    channels = list(self.state.listeners)
+                    if channels:
+                        with contextlib.suppress(rules.Failure):
+                            self.connection.send(pack([("SUBSCRIBE", *channels)]))
+                if isinstance(self.connection, ClientConnection):
+                    try:
+                        for reply in await self.connection.read(_POLL):
+                            self._on_push(reply)
+                    except rules.Failure:
+                        pass
+                else:
+                    await self._sleep(_POLL)
+        finally:
+            if self.connection is not None and not self.state:
+                self.connection.close()
+                self.connection = None
+
+    async def _connect(self) -> Connection:
+        transport = self.transport
+        node = transport.topology.primary
+        if node is None:
+            node = await transport.drive(discover(transport.topology))
+        return await transport.connect(node, on_push=self._on_push)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wakeup.wait()
+        self.wakeup.clear()
+
+    async def close(self) -> None:
+        self.closed = True
+        for subscription, item in self.state.fail_all(ConnectionError("the backend was closed")):
+            subscription.items.put_nowait(item)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None

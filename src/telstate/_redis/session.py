@@ -1,0 +1,417 @@
+"""The plans of the Redis transport: what to send, and what to do with the answer (no I/O).
+
+A plan is a generator.  It yields effects and receives their results:
+
+``Exchange(node, payload, count)``
+    write `payload` on a connection to `node` (made and introduced as
+    :func:`handshake_commands` says, if none is idle) and send back its first
+    `count` replies, error replies in place; a :class:`~.rules.Failure` is thrown
+    into the plan if the connection fails.
+``Pause(seconds)``
+    sleep, waking early if the :class:`Topology` changes (a failover announced).
+
+:func:`call` runs a batch of commands with every rule of the transport: find the
+primary (asking the sentinels if needed), send, reload the scripts on
+``NOSCRIPT`` and send again, ``WAIT`` for replicas, and on failure classify
+(:mod:`.rules`), pause and try again until the window closes.  The sync and
+asyncio drivers run the same plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from .._errors import TimeoutError
+from . import rules
+from .config import Address, ServerConfig, describe_address
+from .errors import RedisConnectionError, RedisUnconfirmedWriteError
+from .resp import error_code, first_error, pack
+
+__all__ = [
+    "Exchange",
+    "Node",
+    "Pause",
+    "Plan",
+    "Script",
+    "Scripts",
+    "Topology",
+    "call",
+    "check_handshake",
+    "discover",
+    "handshake_commands",
+]
+
+_T = TypeVar("_T")
+
+#: Milliseconds a WAIT for replicas may block the connection in one attempt.
+WAIT_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A server to talk to: a data server, or a sentinel."""
+
+    address: Address
+    sentinel: bool = False
+
+    def __str__(self) -> str:
+        return ("sentinel " if self.sentinel else "") + describe_address(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Effect: send `payload` to `node`, reply with the first `count` replies."""
+
+    node: Node
+    payload: bytes
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Effect: sleep (waking early on a topology change); reply None."""
+
+    seconds: float
+
+
+Effect = Exchange | Pause
+Plan = Generator[Effect, Any, _T]
+
+
+class Script(NamedTuple):
+    """A command that runs one of the transport's Lua scripts."""
+
+    name: str
+    keys: Sequence[bytes]
+    args: Sequence[bytes] = ()
+
+
+Command = Sequence[Any] | Script
+
+
+class Scripts:
+    """The Lua scripts a transport runs, by name; sent as EVALSHA, loaded on NOSCRIPT."""
+
+    def __init__(self, texts: Mapping[str, str]) -> None:
+        self.texts = dict(texts)
+        self.shas = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in texts.items()}
+        self.load_payload = pack([("SCRIPT", "LOAD", text) for text in self.texts.values()])
+
+    def expand(self, command: Command) -> Sequence[Any]:
+        """The words of a command (EVALSHA for a script)."""
+        if isinstance(command, Script):
+            return (
+                "EVALSHA",
+                self.shas[command.name],
+                len(command.keys),
+                *command.keys,
+                *command.args,
+            )
+        return command
+
+
+class Topology:
+    """What a client believes about a deployment: where the primary is, and since when.
+
+    Shared by every connection and waiter of a backend.  The `epoch` grows whenever
+    the primary changes (or is found to be gone), so drivers can drop connections
+    to a former primary and wake anything waiting for a new one.
+
+    Parameters
+    ----------
+    config
+        The deployment.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.sentinels: list[Address] = list(config.addresses)
+        self.primary: Node | None = None if config.kind == "sentinel" else Node(config.addresses[0])
+        self.epoch = 0
+        #: The sentinels' down-after time for the service, in seconds (learnt on discovery).
+        self.down_after = 0.0
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def sentinel(self) -> bool:
+        return self.config.kind == "sentinel"
+
+    def describe(self) -> str:
+        """Where this is (with the current primary behind Sentinel), never with a password."""
+        primary = self.primary.address if self.primary is not None else None
+        return self.config.describe(primary if self.sentinel else None)
+
+    def window(self) -> float:
+        """Seconds to keep retrying after a failure (a failover must fit in with Sentinel)."""
+        return self.config.retry_window + self.down_after
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread) whenever the primary changes."""
+        self._listeners.append(callback)
+
+    def switch(self, address: Address) -> Node:
+        """The primary is at `address` (as the sentinels say)."""
+        with self._lock:
+            changed = self.primary is None or self.primary.address != address
+            if changed:
+                self.primary = Node(address)
+                self.epoch += 1
+            primary = self.primary
+        assert primary is not None
+        if changed:
+            self._notify()
+        return primary
+
+    def forget(self, node: Node | None) -> None:
+        """`node` may no longer be the primary: ask the sentinels before the next attempt."""
+        if not self.sentinel:
+            return
+        with self._lock:
+            if node is not None and self.primary != node:
+                return
+            self.primary = None
+            self.epoch += 1
+        self._notify()
+
+    def prefer(self, sentinel: Address) -> None:
+        """Ask this sentinel first next time (it answered)."""
+        with self._lock:
+            if sentinel in self.sentinels:
+                self.sentinels.remove(sentinel)
+                self.sentinels.insert(0, sentinel)
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+
+# ------------------------------------------------------------------------ handshake
+
+
+def handshake_commands(config: ServerConfig, node: Node) -> list[tuple[Any, ...]]:
+    """What a new connection to `node` sends first: credentials, database, role check."""
+    commands: list[tuple[Any, ...]] = []
+    if node.sentinel:
+        if config.sentinel_password is not None:
+            user = config.sentinel_username
+            commands.append(
+                ("AUTH", user, config.sentinel_password)
+                if user
+                else ("AUTH", config.sentinel_password)
+            )
+        return commands
+    if config.password is not None:
+        user = config.username
+        commands.append(("AUTH", user, config.password) if user else ("AUTH", config.password))
+    if config.db:
+        commands.append(("SELECT", config.db))
+    if config.client_name:
+        commands.append(("CLIENT", "SETNAME", config.client_name))
+    if config.kind == "sentinel":
+        commands.append(("ROLE",))
+    return commands
+
+
+def check_handshake(
+    config: ServerConfig, node: Node, commands: Sequence[Sequence[Any]], replies: Sequence[Any]
+) -> None:
+    """Raise the :class:`~.rules.Failure` that the handshake replies call for, if any."""
+    for command, reply in zip(commands, replies, strict=True):
+        if command[0] == "AUTH" and isinstance(reply, BaseException):
+            raise rules.Refused(f"refused the credentials: {reply}")
+        if isinstance(reply, BaseException):
+            if rules.is_access_refusal(reply):
+                raise rules.Refused(f"refused access: {reply}")
+            if rules.classify_reply(reply) is not None:  # LOADING, ...
+                raise rules.Dropped(f"{node} answered {reply}")
+            raise rules.Refused(f"refused {command[0]}: {reply}")
+        if command[0] == "ROLE":
+            role = reply[0] if isinstance(reply, list) and reply else b"?"
+            if role != b"master":
+                raise rules.WrongRole(
+                    f"{node} is a {role.decode(errors='replace')}, not the primary"
+                )
+
+
+# ------------------------------------------------------------------------ discovery
+
+
+def discover(topology: Topology) -> Plan[Node]:
+    """Ask the sentinels, in order of preference, where the primary of the service is."""
+    config = topology.config
+    service = config.service
+    payload = pack(
+        [("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service), ("SENTINEL", "MASTER", service)]
+    )
+    problems: list[str] = []
+    refused = 0
+    for address in list(topology.sentinels):
+        node = Node(address, sentinel=True)
+        try:
+            where, master = yield Exchange(node, payload, 2)
+        except rules.Refused as exc:
+            refused += 1
+            problems.append(f"{node} {exc}")
+            continue
+        except rules.Failure as exc:
+            problems.append(f"{node}: {exc}")
+            continue
+        if isinstance(where, BaseException):
+            if rules.is_access_refusal(where):
+                refused += 1
+            problems.append(f"{node} answered {where}")
+            continue
+        if not isinstance(where, list) or len(where) != 2:
+            problems.append(f"{node} knows no service {service!r}")
+            continue
+        if isinstance(master, list):
+            fields = dict(zip(master[0::2], master[1::2], strict=False))
+            down_after = fields.get(b"down-after-milliseconds")
+            if down_after is not None:
+                topology.down_after = int(down_after) / 1000.0
+        topology.prefer(address)
+        return topology.switch((where[0].decode(), int(where[1])))
+    text = f"no sentinel named a primary for {service!r}: " + "; ".join(problems)
+    if refused == len(topology.sentinels):
+        raise rules.Refused(text)
+    raise rules.NoPrimary(text)
+
+
+# --------------------------------------------------------------------------- a call
+
+
+def call(
+    topology: Topology,
+    scripts: Scripts,
+    commands: Sequence[Command],
+    *,
+    writes: bool = False,
+    deadline: float | None = None,
+    retry: bool = True,
+) -> Plan[list[Any]]:
+    """Send `commands` to the primary in one round trip and return their replies.
+
+    Error replies that are the commands' own answers (``WRONGTYPE``...) come back in
+    place; transport problems are handled here (see the module notes).
+
+    Parameters
+    ----------
+    topology, scripts
+        The deployment and the scripts of the transport.
+    commands
+        Command words, or :class:`Script` calls.
+    writes
+        The commands write: with ``min_replicas``, a ``WAIT`` follows them and the
+        call returns only once enough replicas have the writes.
+    deadline
+        A monotonic time after which the call stops retrying and raises TimeoutError.
+    retry
+        False to fail at the first problem (a backend's first contact).
+
+    Raises
+    ------
+    telstate.ConnectionError
+        The deployment could not be reached, or refused us, within the retry window.
+    telstate.UnconfirmedWriteError
+        Not enough replicas acknowledged the writes within the retry window.
+    telstate.TimeoutError
+        The `deadline` passed first.
+    """
+    config = topology.config
+    count = len(commands)
+    payload = pack(scripts.expand(command) for command in commands)
+    need = config.min_replicas if writes else 0
+    if need:
+        payload += pack([("WAIT", need, WAIT_MS)])
+    max_pause = rules.MAX_PAUSE_SENTINEL if topology.sentinel else rules.MAX_PAUSE
+    clock = rules.RetryClock(topology.window(), deadline, max_pause)
+    reloaded = False
+    while True:
+        node = topology.primary
+        try:
+            if node is None:
+                node = yield from discover(topology)
+            replies = yield Exchange(node, payload, count + (1 if need else 0))
+            if not reloaded and any(_noscript(reply) for reply in replies[:count]):
+                loaded = yield Exchange(node, scripts.load_payload, len(scripts.texts))
+                _check_loaded(loaded)
+                reloaded = True  # once per call: a server that keeps forgetting is a failure
+                replies = yield Exchange(node, payload, count + (1 if need else 0))
+            _check_replies(replies[:count])
+            if need:
+                acknowledged = replies[count]
+                if isinstance(acknowledged, BaseException):
+                    raise rules.Dropped(f"WAIT failed: {acknowledged}")
+                if acknowledged < need:
+                    raise rules.NotConfirmed(
+                        f"only {acknowledged} of the {need} replicas required acknowledged "
+                        "the writes"
+                    )
+            return list(replies[:count])
+        except rules.Failure as failure:
+            problem = failure
+        if problem.action is rules.Action.FAIL or not retry:
+            raise _final_error(topology, problem)
+        if topology.sentinel:
+            topology.forget(node)  # the primary may have moved: ask the sentinels
+        now = time.monotonic()
+        pause = clock.next_pause(now)
+        if pause is None:
+            if clock.past_deadline(now):
+                raise TimeoutError(
+                    f"gave up at the deadline: redis server at {topology.describe()}: {problem}"
+                )
+            raise _final_error(topology, problem)
+        yield Pause(pause)
+
+
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, BaseException) and error_code(reply) == "NOSCRIPT"
+
+
+def _check_loaded(replies: Sequence[Any]) -> None:
+    error = first_error(replies)
+    if error is not None:
+        raise _as_failure(error)
+
+
+def _check_replies(replies: Sequence[Any]) -> None:
+    """Raise the failure that an error reply calls for (others are the commands' answers).
+
+    Replies that are lists (EXEC of a transaction, a script's table) are looked into
+    one level down; their items are few (a transaction's replies, a batch's results).
+    """
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            if rules.classify_reply(reply) is not None or _noscript(reply):
+                raise _as_failure(reply)
+        elif type(reply) is list:
+            for item in reply:
+                if isinstance(item, BaseException) and rules.classify_reply(item) is not None:
+                    raise _as_failure(item)
+
+
+def _as_failure(reply: BaseException) -> rules.Failure:
+    action = rules.classify_reply(reply)
+    if action is rules.Action.FAIL:
+        return rules.Refused(f"refused access: {reply}")
+    if action is rules.Action.REDISCOVER:
+        return rules.WrongRole(f"answered {reply}")
+    return rules.Dropped(f"answered {reply}")
+
+
+def _final_error(topology: Topology, failure: rules.Failure) -> Exception:
+    where = topology.describe()
+    if isinstance(failure, rules.NotConfirmed):
+        return RedisUnconfirmedWriteError(f"writes to {where} are not confirmed: {failure}")
+    if isinstance(failure, rules.TlsRefused):
+        return RedisConnectionError(f"TLS connection to redis server at {where} failed: {failure}")
+    if isinstance(failure, rules.Refused):
+        return RedisConnectionError(f"redis server at {where} {failure}")
+    return RedisConnectionError(f"cannot reach redis server at {where}: {failure}")

@@ -1,0 +1,704 @@
+"""The blocking driver of the Redis transport: sockets, hiredis and a few threads.
+
+It runs the plans of :mod:`.session` with blocking I/O and owns what only a driver
+can own:
+
+* **connections**: sockets (TCP, Unix, TLS) read by a hiredis reader; a stack of
+  idle connections per server serves any number of threads, one exchange per
+  connection at a time.  Clients that telstate cannot reproduce (fakeredis, custom
+  connection classes) are driven through their own redis-py connections instead;
+* **pauses** that end early when the primary changes;
+* **the pub/sub hub**: one thread and one connection serve every waiter of the
+  transport (see :mod:`.hub`); it runs while anyone waits;
+* **the sentinel watch**: with Sentinel, a thread listens to the sentinels'
+  ``+switch-master`` so the transport moves to a new primary as soon as it is
+  announced, closing connections to the old one (its in-flight calls are sent
+  again to the new primary: telstate's writes are idempotent).
+
+Threads hold the transport weakly and end when it is closed or forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from . import rules
+from .config import ServerConfig
+from .errors import RedisConnectionError as ConnectionError
+from .hub import HubState, Item, Lost, Message, Ready, Refusal, channels_of, switch_message
+from .resp import Reader, pack
+from .session import (
+    Command,
+    Exchange,
+    Node,
+    Plan,
+    Scripts,
+    Topology,
+    call,
+    check_handshake,
+    discover,
+    handshake_commands,
+)
+
+__all__ = ["SyncSubscription", "SyncTransport"]
+
+logger = logging.getLogger("telstate.redis")
+_T = TypeVar("_T")
+
+_READ_SIZE = 1 << 20
+#: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
+_POLL = 1.0
+#: Seconds to wait for the server to confirm a SUBSCRIBE.
+SUBSCRIBE_TIMEOUT = 10.0
+
+
+# ------------------------------------------------------------------------ connections
+
+
+class SocketConnection:
+    """A socket to a Redis server, its replies parsed by hiredis."""
+
+    def __init__(self, sock: socket.socket, node: Node, epoch: int) -> None:
+        self.sock = sock
+        self.node = node
+        self.epoch = epoch
+        self.reader = Reader()
+        self.buffer = bytearray(_READ_SIZE)
+        self.timeout = sock.gettimeout()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def exchange(self, payload: bytes, count: int) -> list[Any]:
+        """Send `payload`, return `count` replies."""
+        self.send(payload)
+        replies: list[Any] = []
+        reader = self.reader
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is False:
+                self._receive()
+                continue
+            replies.append(reply)
+        return replies
+
+    def send(self, payload: bytes) -> None:
+        try:
+            self.sock.sendall(payload)
+        except OSError as exc:
+            raise rules.Dropped(f"sending to {self.node} failed: {exc}") from exc
+
+    def _receive(self) -> None:
+        try:
+            size = self.sock.recv_into(self.buffer)
+        except TimeoutError:
+            raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
+        except OSError as exc:
+            raise rules.Dropped(f"connection to {self.node} lost: {exc}") from exc
+        if not size:
+            raise rules.Dropped(f"{self.node} closed the connection")
+        self.reader.feed(self.buffer, 0, size)
+
+    def read(self, timeout: float, wake: socket.socket | None = None) -> list[Any]:
+        """Replies that arrive within `timeout` (none if `wake` becomes readable first)."""
+        replies = self._available()
+        if replies:
+            return replies
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending:
+            watched: list[Any] = [self.sock] if wake is None else [self.sock, wake]
+            readable, _, _ = select.select(watched, [], [], timeout)
+            if self.sock not in readable:
+                return []
+        self._receive()
+        return self._available()
+
+    def _available(self) -> list[Any]:
+        replies = []
+        while (reply := self.reader.gets()) is not False:
+            replies.append(reply)
+        return replies
+
+    def abort(self) -> None:
+        """Make a blocked exchange in another thread fail at once."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class ClientConnection:
+    """A connection of a redis-py-compatible client (fakeredis, say), moving the same bytes."""
+
+    def __init__(self, client: Any, node: Node, epoch: int) -> None:
+        self.node = node
+        self.epoch = epoch
+        try:
+            self.connection = client.connection_pool.make_connection()
+            self.connection.connect()
+        except redis.AuthenticationError as exc:
+            raise rules.Refused(f"refused the credentials: {exc}") from exc
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise rules.Unreachable(str(exc)) from exc
+
+    def fileno(self) -> None:
+        return None
+
+    def exchange(self, payload: bytes, count: int) -> list[Any]:
+        self.send(payload)
+        return [self._read_one() for _ in range(count)]
+
+    def send(self, payload: bytes) -> None:
+        try:
+            self.connection.send_packed_command([payload], check_health=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise rules.Dropped(str(exc)) from exc
+
+    def _read_one(self) -> Any:
+        try:
+            return self.connection.read_response(disable_decoding=True)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise rules.Dropped(str(exc)) from exc
+        except redis.ResponseError as exc:
+            return exc
+
+    def read(self, timeout: float, wake: socket.socket | None = None) -> list[Any]:
+        step = min(timeout, 0.05)  # no socket to select on: poll, looking at `wake` too
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                if self.connection.can_read(timeout=step):
+                    replies = [self._read_one()]
+                    while self.connection.can_read(timeout=0):
+                        replies.append(self._read_one())
+                    return replies
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                raise rules.Dropped(str(exc)) from exc
+            if wake is not None and select.select([wake], [], [], 0)[0]:
+                return []
+            if time.monotonic() >= end:
+                return []
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.disconnect()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.disconnect()
+
+
+Connection = SocketConnection | ClientConnection
+
+
+def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) -> socket.socket:
+    """A socket connected to `node` (TLS handshake done), or a Failure."""
+    address = node.address
+    try:
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(config.connect_timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(address, timeout=config.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                try:
+                    sock = tls.wrap_socket(sock, server_hostname=address[0])
+                except BaseException:
+                    sock.close()
+                    raise
+    except ssl.SSLCertVerificationError as exc:
+        raise rules.TlsRefused(str(exc)) from exc
+    except ssl.SSLError as exc:
+        raise rules.TlsRefused(str(exc)) from exc
+    except OSError as exc:
+        raise rules.Unreachable(str(exc) or type(exc).__name__) from exc
+    sock.settimeout(config.socket_timeout)
+    return sock
+
+
+# -------------------------------------------------------------------------- transport
+
+
+class SyncTransport:
+    """Runs the transport's plans with blocking I/O, for any number of threads.
+
+    Parameters
+    ----------
+    config
+        The deployment.
+    scripts
+        Lua scripts by name (sent as EVALSHA).
+    client
+        A redis-py-compatible client whose own connections carry the bytes, when
+        `config` cannot describe how to reach its server (fakeredis, say).
+    """
+
+    def __init__(self, config: ServerConfig, scripts: Scripts, client: Any = None) -> None:
+        self.topology = Topology(config)
+        self.config = config
+        self.scripts = scripts
+        self._client = client
+        #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
+        self.foreign = client
+        self._tls: ssl.SSLContext | None = None
+        if config.tls is not None and client is None:
+            try:
+                self._tls = config.tls.context()
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionError(
+                    f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
+                ) from exc
+        self._lock = threading.Lock()
+        self._idle: dict[Node, list[Connection]] = {}
+        self._busy: set[Connection] = set()
+        self._changed = threading.Condition()
+        self._closed = False
+        self._hub: _SyncHub | None = None
+        weakref.finalize(self, _close_idle, self._idle)  # a transport never closed
+        self.topology.listen(self._on_switch)
+        if config.kind == "sentinel":
+            self._watch = threading.Thread(
+                target=_watch_sentinels,
+                args=(weakref.ref(self),),
+                name=f"telstate sentinel watch {config.service}",
+                daemon=True,
+            )
+            self._watch.start()
+
+    def describe(self) -> str:
+        return self.topology.describe()
+
+    # -- running plans
+
+    def run(
+        self,
+        commands: Sequence[Command],
+        *,
+        writes: bool = False,
+        deadline: float | None = None,
+        retry: bool = True,
+    ) -> list[Any]:
+        """Replies to `commands` (see :func:`.session.call`)."""
+        return self.drive(
+            call(
+                self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
+            )
+        )
+
+    def drive(self, plan: Plan[_T]) -> _T:
+        """Run a plan to its end."""
+        reply: Any = None
+        failure: rules.Failure | None = None
+        while True:
+            try:
+                effect = plan.send(reply) if failure is None else plan.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply = failure = None
+            if isinstance(effect, Exchange):
+                try:
+                    reply = self._exchange(effect)
+                except rules.Failure as exc:
+                    failure = exc
+            else:
+                self._pause(effect.seconds)
+
+    def _exchange(self, effect: Exchange) -> list[Any]:
+        if self._closed:
+            raise ConnectionError(f"the backend for {self.describe()} is closed")
+        connection = self._checkout(effect.node)
+        try:
+            replies = connection.exchange(effect.payload, effect.count)
+        except BaseException:
+            self._discard(connection)  # interrupted mid-reply: the stream is unusable
+            raise
+        self._checkin(connection)
+        return replies
+
+    def _pause(self, seconds: float) -> None:
+        epoch = self.topology.epoch
+        with self._changed:
+            self._changed.wait_for(lambda: self.topology.epoch != epoch, seconds)
+
+    # -- connections
+
+    def connect(self, node: Node) -> Connection:
+        """A new connection to `node`, introduced (credentials, database, role)."""
+        epoch = self.topology.epoch
+        if self._client is not None:
+            return ClientConnection(self._client, node, epoch)
+        connection = SocketConnection(open_socket(self.config, node, self._tls), node, epoch)
+        commands = handshake_commands(self.config, node)
+        try:
+            if commands:
+                replies = connection.exchange(pack(commands), len(commands))
+                check_handshake(self.config, node, commands, replies)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _checkout(self, node: Node) -> Connection:
+        with self._lock:
+            idle = self._idle.get(node)
+            while idle:
+                connection = idle.pop()
+                if node.sentinel or connection.epoch == self.topology.epoch:
+                    self._busy.add(connection)
+                    return connection
+                connection.close()
+        connection = self.connect(node)
+        with self._lock:
+            self._busy.add(connection)
+        return connection
+
+    def _checkin(self, connection: Connection) -> None:
+        with self._lock:
+            self._busy.discard(connection)
+            current = connection.node.sentinel or connection.epoch == self.topology.epoch
+            if current and not self._closed:
+                self._idle.setdefault(connection.node, []).append(connection)
+                return
+        connection.close()
+
+    def _discard(self, connection: Connection) -> None:
+        with self._lock:
+            self._busy.discard(connection)
+        connection.close()
+
+    def _on_switch(self) -> None:
+        """The primary changed (or is gone): drop connections to the old one, wake pauses."""
+        primary = self.topology.primary
+        with self._lock:
+            stale = [
+                connection
+                for node, idle in self._idle.items()
+                if not node.sentinel
+                for connection in idle
+            ]
+            for node in [node for node in self._idle if not node.sentinel]:
+                del self._idle[node]
+            moved = (
+                []
+                if primary is None
+                else [c for c in self._busy if not c.node.sentinel and c.node != primary]
+            )
+        for connection in stale:
+            connection.close()
+        for connection in moved:
+            connection.abort()  # its call fails now and is sent again to the new primary
+        with self._changed:
+            self._changed.notify_all()
+        hub = self._hub
+        if hub is not None:
+            hub.wake()
+
+    # -- pub/sub
+
+    def subscribe(self, keys: Sequence[bytes]) -> SyncSubscription:
+        """Listen to the notifications of `keys` (returns once the server confirmed)."""
+        with self._lock:
+            if self._hub is None:
+                self._hub = _SyncHub(self)
+            hub = self._hub
+        return hub.subscribe(keys)
+
+    def close(self) -> None:
+        """Close every connection; the transport is unusable afterwards."""
+        with self._lock:
+            self._closed = True
+            connections = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+            busy = list(self._busy)
+        for connection in connections:
+            connection.close()
+        for connection in busy:
+            connection.abort()
+        hub = self._hub
+        if hub is not None:
+            hub.close()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _close_idle(idle: dict[Node, list[Connection]]) -> None:
+    for connections in list(idle.values()):
+        for connection in connections:
+            connection.close()
+    idle.clear()
+
+
+# ----------------------------------------------------------------- the sentinel watch
+
+
+def _watch_sentinels(ref: weakref.ReferenceType[SyncTransport]) -> None:
+    """Thread: follow the sentinels' +switch-master announcements for the service."""
+    failures = 0
+    first = True
+    while True:
+        transport = ref()
+        if transport is None or transport.closed:
+            return
+        topology = transport.topology
+        service = topology.config.service
+        connection: Connection | None = None
+        for address in list(topology.sentinels):
+            try:
+                connection = transport.connect(Node(address, sentinel=True))
+                connection.exchange(pack([("SUBSCRIBE", "+switch-master")]), 1)
+                break
+            except rules.Failure:
+                if connection is not None:
+                    connection.close()
+                connection = None
+        if connection is None:
+            failures += 1
+            del transport
+            time.sleep(min(0.1 * failures, 1.0))
+            continue
+        failures = 0
+        if not first:
+            # announcements may have been missed while no sentinel was listened to
+            with contextlib.suppress(rules.Failure, ConnectionError):
+                transport.drive(discover(topology))
+        first = False
+        del transport, topology
+        try:
+            while True:
+                replies = connection.read(_POLL)
+                transport = ref()
+                if transport is None or transport.closed:
+                    return
+                for reply in replies:
+                    announced = switch_message(reply, service)
+                    if announced is not None:
+                        logger.info("sentinels announce a new primary for %s", service)
+                        transport.topology.switch(announced)
+                del transport
+        except rules.Failure:
+            pass  # this sentinel went away: listen to another
+        finally:
+            connection.close()
+
+
+# -------------------------------------------------------------------------------- hub
+
+
+class SyncSubscription:
+    """The notifications of some keys, as delivered by the hub."""
+
+    def __init__(self, hub: _SyncHub, channels: tuple[bytes, ...]) -> None:
+        self.hub = hub
+        self.channels = channels
+        self.items: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.closed = False
+
+    def get(self, timeout: float | None) -> Message | Any | None:
+        """The next item (a Message or Recheck), None after `timeout` seconds.
+
+        Raises
+        ------
+        ConnectionError
+            If the hub gave up reconnecting.
+        """
+        try:
+            item = self.items.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, Lost):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.remove(self)
+
+
+class _SyncHub:
+    """One pub/sub connection, read by one thread, for every waiter of a transport."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self.transport = transport
+        self.state: HubState[SyncSubscription] = HubState()
+        self.lock = threading.Lock()
+        self.outgoing: list[bytes] = []
+        self.thread: threading.Thread | None = None
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.closed = False
+        weakref.finalize(self, self.wake_r.close)
+        weakref.finalize(self, self.wake_w.close)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"x")
+
+    def subscribe(self, keys: Sequence[bytes]) -> SyncSubscription:
+        channels = channels_of(keys)
+        subscription = SyncSubscription(self, channels)
+        with self.lock:
+            if self.closed:
+                raise ConnectionError(f"the backend for {self.transport.describe()} is closed")
+            new = self.state.add(subscription, channels)
+            ready = subscription not in self.state.waiting
+            if new:
+                self.outgoing.append(pack([("SUBSCRIBE", *new)]))
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="telstate pub/sub hub", daemon=True
+                )
+                self.thread.start()
+        self.wake()
+        if ready:
+            return subscription
+        try:
+            item = subscription.items.get(timeout=SUBSCRIBE_TIMEOUT)
+        except queue.Empty:
+            subscription.close()
+            raise ConnectionError(
+                f"redis server at {self.transport.describe()} did not confirm SUBSCRIBE"
+            ) from None
+        if isinstance(item, Ready):
+            return subscription
+        subscription.close()
+        if isinstance(item, Refusal):
+            raise ConnectionError(
+                f"redis server at {self.transport.describe()} refused access: {item.error}"
+            )
+        assert isinstance(item, Lost)
+        raise item.error
+
+    def remove(self, subscription: SyncSubscription) -> None:
+        with self.lock:
+            gone = self.state.remove(subscription, subscription.channels)
+            if gone:
+                self.outgoing.append(pack([("UNSUBSCRIBE", *gone)]))
+        if gone:
+            self.wake()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            items = self.state.fail_all(ConnectionError("the backend was closed"))
+            thread = self.thread
+        _deliver(items)
+        self.wake()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+        self.wake_r.close()
+        self.wake_w.close()
+
+    def _run(self) -> None:
+        transport = self.transport
+        connection: Connection | None = None
+        clock: rules.RetryClock | None = None
+        try:
+            while True:
+                with self.lock:
+                    if self.closed or not self.state:
+                        self.thread = None
+                        self.outgoing.clear()
+                        return
+                if connection is None or (
+                    connection.epoch != transport.topology.epoch
+                    and transport.topology.primary != connection.node
+                ):
+                    if connection is not None:
+                        connection.close()
+                        connection = None
+                    with self.lock:
+                        self.state.lost()
+                        self.outgoing.clear()
+                    try:
+                        connection = self._connect()
+                    except (rules.Failure, ConnectionError) as exc:
+                        if clock is None:
+                            clock = rules.RetryClock(transport.topology.window(), None)
+                        pause = clock.next_pause(time.monotonic())
+                        if pause is None:
+                            logger.warning("pub/sub hub gave up: %s", exc)
+                            error = (
+                                exc
+                                if isinstance(exc, ConnectionError)
+                                else ConnectionError(
+                                    f"cannot reach redis server at {transport.describe()}: {exc}"
+                                )
+                            )
+                            with self.lock:
+                                items = self.state.fail_all(error)
+                            _deliver(items)
+                            clock = None
+                        else:
+                            self._sleep(pause)
+                        continue
+                    clock = None
+                    with self.lock:
+                        channels = list(self.state.listeners)
+                        if channels:
+                            self.outgoing = [pack([("SUBSCRIBE", *channels)])]
+                with self.lock:
+                    payload = b"".join(self.outgoing)
+                    self.outgoing.clear()
+                try:
+                    if payload:
+                        connection.send(payload)
+                    replies = connection.read(_POLL, self.wake_r)
+                except rules.Failure as exc:
+                    logger.warning("pub/sub connection to %s lost: %s", transport.describe(), exc)
+                    connection.close()
+                    connection = None
+                    continue
+                self._drain_wake()
+                for reply in replies:
+                    with self.lock:
+                        items = self.state.on_reply(reply)
+                    _deliver(items)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _connect(self) -> Connection:
+        transport = self.transport
+        node = transport.topology.primary
+        if node is None:
+            node = transport.drive(discover(transport.topology))
+        return transport.connect(node)
+
+    def _sleep(self, seconds: float) -> None:
+        select.select([self.wake_r], [], [], seconds)
+        self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while self.wake_r.recv(4096):
+                pass
+
+
+def _deliver(items: list[tuple[SyncSubscription, Item]]) -> None:
+    for subscription, item in items:
+        subscription.items.put(item)
