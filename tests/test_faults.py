@@ -10,27 +10,20 @@ with telstate.)  A kill "in the middle" of an operation is made deterministic by
 every client with ``CLIENT PAUSE ALL`` (so the operation cannot finish), then
 SIGKILLs the server, waits, and restarts it.
 
-What a user gets, as these tests check it:
+What a user gets, as these tests check it (the sync and asyncio backends share one
+transport, so the same rules hold for both):
 
-* sync backend (``telstate.TelescopeState`` on Redis): a call that meets a dead,
-  restarting or refusing server is sent again on fresh connections with backoff
-  (50 ms doubling to 1 s) until ``retry_window`` (default 5 s) would be overrun, then
-  raises ``telstate.ConnectionError`` naming the server: after ~4.5 s by default,
-  0.75 s with ``retry_window=1``.  A restart shorter than that is invisible: adds,
-  pipelines, RDB loads and saves all complete, each write applied exactly once.  A
-  blocked ``wait_key`` rides through restarts (it resubscribes) and is woken by a
-  write made afterwards; if the server stays down it raises ConnectionError when the
-  retry window ends, even when its own timeout is shorter (xfail).  Once the server
-  is back the same TelescopeState works again.
-* asyncio backend (``telstate.aio.redis.RedisBackend``): retries the same way
-  (redis-py Retry, backoff 0.1 s doubling to 1 s, 9 retries: ~6.5 s), sleeping
-  between attempts so other tasks run.  A short restart is invisible: adds, RDB
-  loads and saves complete exactly once, and a blocked ``wait_key`` resubscribes and
-  is woken by a later write.  A server that stays away makes every call, and a
-  blocked ``wait_key``, raise ``telstate.ConnectionError`` after ~5.5-7 s.  Calls
-  work again, on the same TelescopeState, once the server is back.
-* both: a ``save_to_file`` that raises removes its file (nothing that looks complete).
-  See the ``xfail`` tests for the remaining gaps.
+* a call that meets a dead, restarting or refusing server is sent again on fresh
+  connections with backoff (50 ms doubling to 1 s) until ``retry_window`` (default
+  5 s) would be overrun, then raises ``telstate.ConnectionError`` naming the server.
+  A restart shorter than that is invisible: adds, pipelines, RDB loads and saves all
+  complete, each write applied exactly once.  Once the server is back the same
+  TelescopeState works again;
+* a blocked ``wait_key`` rides through restarts (the pub/sub hub resubscribes and
+  tells it to look again) and is woken by a write made afterwards; if the server
+  stays down it raises ConnectionError once the hub's retries are spent, or
+  TimeoutError at its own timeout if that comes first;
+* a ``save_to_file`` that raises removes its file (nothing that looks complete).
 
 ``TELSTATE_FAULT_ROUNDS=N`` (default 2) sets the kill/restart cycles per test for a
 longer run, e.g. ``TELSTATE_FAULT_ROUNDS=20 pytest -s tests/test_faults.py``; each
@@ -50,8 +43,6 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 import telstate
 import telstate.aio
@@ -65,7 +56,7 @@ from .snapshots import aio_contents, contents
 ROUNDS = max(1, int(os.environ.get("TELSTATE_FAULT_ROUNDS", "2")))
 DOWNTIME = 0.5  # seconds a killed server stays down
 T0 = 1_600_000_000.0  # timestamps of the samples written
-AIO_GIVE_UP = (4.5, 9.0)  # an asyncio call to a server that stays away raises in between
+AIO_GIVE_UP = (4.5, 9.0)  # a call to a server that stays away raises in between
 
 
 @pytest.fixture
@@ -374,11 +365,6 @@ def test_sync_wait_key_raises_when_server_stays_down(make_server: Any) -> None:
     print(f"\n[faults] sync wait_key, server gone: ConnectionError {elapsed:.2f} s after the kill")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: wait_key(timeout=T) ignores T while the server is unreachable: it raises "
-    "ConnectionError only when the retry window ends (~4.5 s by default), whatever T",
-)
 def test_sync_wait_key_timeout_holds_when_server_stays_down(make_server: Any) -> None:
     server = make_server()
     ts = TelescopeState(RedisBackend.from_url(server.url, retry_window=3.0))
@@ -450,8 +436,8 @@ def test_aio_wait_key_raises_when_server_stays_away(make_server: Any) -> None:
     for result, elapsed in results:
         assert isinstance(result, telstate.ConnectionError), repr(result)
         assert server.socket_path in str(result)
-        # ~19.5 s now, three times the retries: see the xfail test below.
-        assert AIO_GIVE_UP[0] < elapsed < 3 * AIO_GIVE_UP[1], elapsed
+        # as a call: once the hub has spent its retry window
+        assert AIO_GIVE_UP[0] < elapsed < AIO_GIVE_UP[1], elapsed
     times = [elapsed for _, elapsed in results]
     print(
         f"\n[faults] aio wait_key, server gone: {waits} waits, each raised ConnectionError "
@@ -459,12 +445,6 @@ def test_aio_wait_key_raises_when_server_stays_away(make_server: Any) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="BUG: a blocked asyncio wait_key whose server stays away raises ConnectionError "
-    "only after ~19.5 s (three rounds of the ~6.5 s retries), not after ~6.5 s like a call",
-)
 def test_aio_wait_key_gives_up_with_the_retries(make_server: Any) -> None:
     server = make_server()
 
@@ -812,10 +792,7 @@ def test_failed_save_leaves_no_file(
     else:
 
         async def main() -> None:
-            # Short retries (as retry_window=0.5 above): with the default ones this save
-            # raises only after ~65 s (it meets ~10 rounds of ~6.5 s retries).
-            retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), 2)
-            backend = await AioRedisBackend.from_url(server.url, retry=retry)
+            backend = await AioRedisBackend.from_url(server.url, retry_window=0.5)
             async with backend:
                 ts = telstate.aio.TelescopeState(backend)
                 await ts.load_from_file(path)

@@ -45,7 +45,6 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AioRetry
 from redis.backoff import NoBackoff
-from telstate.backends._wire import _SocketRunner
 
 import telstate
 import telstate.aio
@@ -584,12 +583,6 @@ def test_no_channel_permission_wait_aio(acl_server: RedisServer, admin: redis.Re
             with prompt(), pytest.raises(ConnectionError, match="refused access"):
                 await asyncio.wait_for(ts.wait_key("absent", timeout=30), 1.0)
         finally:
-            hub = backend._hub
-            if hub.task is not None:
-                hub.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await hub.task
-            hub.task = None
             await backend.wait_closed()
 
     asyncio.run(main())
@@ -679,10 +672,11 @@ def tls_admin(tls_server: TlsServer) -> Iterator[redis.Redis]:
 
 
 def _assert_fast_path_is_tls(ts: TelescopeState) -> None:
-    runner = ts.backend._runner  # type: ignore[attr-defined]
-    assert isinstance(runner, _SocketRunner)
-    assert runner._idle
-    assert all(isinstance(slot.sock, ssl.SSLSocket) for slot in runner._idle)
+    transport = ts.backend._transport  # type: ignore[attr-defined]
+    assert transport.foreign is None  # telstate's own sockets, not a client's connections
+    idle = [connection for pool in transport._idle.values() for connection in pool]
+    assert idle
+    assert all(isinstance(connection.sock, ssl.SSLSocket) for connection in idle)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -928,7 +922,7 @@ def test_failures_never_show_password(
         if front == "aio-url":
             backend = await AioRedisBackend.from_url(url, retry_window=0.3)
         else:
-            backend = AioRedisBackend(redis.asyncio.Redis.from_url(url))
+            backend = AioRedisBackend(redis.asyncio.Redis.from_url(url), retry_window=0.3)
         try:
             ts = telstate.aio.TelescopeState(backend)
             await ts.set("x", 1)

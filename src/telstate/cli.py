@@ -174,17 +174,12 @@ def _source_lines(source: Source) -> list[str]:
             rows.append([name, shown])
         lines += ["  " + line for line in text.table(rows)]
     else:
-        client = source.ts.backend.client  # type: ignore[attr-defined]
-        server = client.info("server")
-        memory = client.info("memory")
-        db = client.get_connection_kwargs().get("db", 0)
-        name = "Valkey" if "valkey_version" in server else "Redis"
-        version = server.get("valkey_version", server.get("redis_version", "?"))
-        lines.append(f"Source  {source.label} ({name} server)")
+        info = source.ts.backend.server_info()  # type: ignore[attr-defined]
+        lines.append(f"Source  {source.label} ({info['product']} server)")
         rows = [
-            ["version", str(version)],
-            ["used memory", str(memory.get("used_memory_human", "?"))],
-            [f"keys in db {db}", str(client.dbsize())],
+            ["version", info["version"]],
+            ["used memory", info["used_memory"]],
+            [f"keys in db {info['db']}", info["keys"]],
         ]
         lines += ["  " + line for line in text.table(rows)]
     return lines

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _deadline
 from ._codec import ENCODING_DEFAULT, decode_value, encode_value
 from ._errors import CancelledError, TimeoutError
 from ._keys import KeyType, display_str, ensure_bytes, ensure_str
@@ -516,37 +517,44 @@ def _drive(
             raise CancelledError(f"Wait for {what} cancelled")
 
     reply: Any = None
-    try:
-        while True:
-            try:
-                request = steps.send(reply)
-            except StopIteration:
-                return
-            if isinstance(request, Call):
-                reply = getattr(backend, request.method)(*request.args)
-            elif isinstance(request, Subscribe):
-                # The key was looked at first (a satisfied wait returns even if cancelled,
-                # as in katsdptelstate); one that must block is cancelled before subscribing.
-                check_cancelled()
-                subscription = backend.subscribe(request.keys)
-                reply = None
-            else:
-                assert isinstance(request, NextUpdate) and subscription is not None
-                reply = None
-                while reply is None:
+    # Calls made for the wait (looking at the key, subscribing) stop retrying at its end.
+    with _deadline.until(deadline):
+        try:
+            while True:
+                try:
+                    request = steps.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(request, Call):
+                    reply = getattr(backend, request.method)(*request.args)
+                elif isinstance(request, Subscribe):
+                    # The key was looked at first (a satisfied wait returns even if
+                    # cancelled, as in katsdptelstate); one that must block is cancelled
+                    # before subscribing.
                     check_cancelled()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(f"Timed out waiting for {what} after {timeout}s")
-                    if cancel_poll is not None:
-                        remaining = (
-                            cancel_poll if remaining is None else min(remaining, cancel_poll)
-                        )
-                    reply = subscription.get(remaining)
-    finally:
-        steps.close()
-        if subscription is not None:
-            subscription.close()
+                    subscription = backend.subscribe(request.keys)
+                    reply = None
+                else:
+                    assert isinstance(request, NextUpdate) and subscription is not None
+                    reply = None
+                    while reply is None:
+                        check_cancelled()
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s")
+                        if cancel_poll is not None:
+                            remaining = (
+                                cancel_poll if remaining is None else min(remaining, cancel_poll)
+                            )
+                        reply = subscription.get(remaining)
+        except TimeoutError as exc:
+            if str(exc).startswith("Timed out waiting"):
+                raise
+            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s ({exc})") from exc
+        finally:
+            steps.close()
+            if subscription is not None:
+                subscription.close()
 
 
 def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from .. import _deadline
 from . import rules
 from .config import ServerConfig
 from .errors import RedisConnectionError as ConnectionError
@@ -179,6 +180,7 @@ class ClientConnection:
         self.lost: rules.Failure | None = None
         self.busy = 0
         self.lock = asyncio.Lock()
+        self.pump: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, client: Any, node: Node, epoch: int) -> ClientConnection:
@@ -232,20 +234,17 @@ class ClientConnection:
         except redis.ResponseError as exc:
             return exc
 
-    async def read(self, timeout: float) -> list[Any]:
-        """Pub/sub: replies arriving within `timeout` (polling: no socket to watch)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
+    def push_to(self, on_push: Callable[[Any], None]) -> None:
+        """Pub/sub: hand every reply to `on_push` (then the failure that ends the connection)."""
+
+        async def pump() -> None:
             try:
-                if await self.connection.can_read_destructive():
-                    return [await self._read_one()]
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                self.lost = rules.Dropped(str(exc))
-                raise self.lost from exc
-            if loop.time() >= end:
-                return []
-            await asyncio.sleep(0.02)
+                while True:
+                    on_push(await self._read_one())
+            except rules.Failure as failure:
+                on_push(failure)
+
+        self.pump = asyncio.ensure_future(pump())
 
     async def _disconnect(self) -> None:
         with contextlib.suppress(Exception):
@@ -253,6 +252,8 @@ class ClientConnection:
 
     def abort(self) -> None:
         self.lost = self.lost or rules.Dropped("closed")
+        if self.pump is not None:
+            self.pump.cancel()
         _background(self._disconnect())
 
     def close(self) -> None:
@@ -361,7 +362,12 @@ class AsyncTransport:
         deadline: float | None = None,
         retry: bool = True,
     ) -> list[Any]:
-        """Replies to `commands` (see :func:`.session.call`)."""
+        """Replies to `commands` (see :func:`.session.call`).
+
+        Without a `deadline`, that of the operation in progress applies (a wait's).
+        """
+        if deadline is None:
+            deadline = _deadline.current()
         return await self.drive(
             call(
                 self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
@@ -407,7 +413,10 @@ class AsyncTransport:
         """A new connection to `node`, introduced (credentials, database, role)."""
         epoch = self.topology.epoch
         if self._client is not None:
-            return await ClientConnection.open(self._client, node, epoch)
+            client_connection = await ClientConnection.open(self._client, node, epoch)
+            if on_push is not None:
+                client_connection.push_to(on_push)
+            return client_connection
         connection = await open_stream(self.config, node, self._tls, epoch)
         commands = handshake_commands(self.config, node)
         try:
@@ -500,17 +509,15 @@ class AsyncTransport:
             failures = 0
             if isinstance(connection, StreamConnection):
                 connection.on_push = switches.put_nowait
+            else:
+                connection.push_to(switches.put_nowait)
             if not first:
                 with contextlib.suppress(rules.Failure, ConnectionError):
                     await self.drive(discover(topology))
             first = False
             try:
                 while not self._closed:
-                    if isinstance(connection, ClientConnection):
-                        replies = await connection.read(_POLL)
-                    else:
-                        replies = [await switches.get()]
-                    for reply in replies:
+                    for reply in [await switches.get()]:
                         if isinstance(reply, rules.Failure):
                             raise reply
                         announced = switch_message(reply, service)
@@ -684,14 +691,7 @@ class _AsyncHub:
                     if channels:
                         with contextlib.suppress(rules.Failure):
                             self.connection.send(pack([("SUBSCRIBE", *channels)]))
-                if isinstance(self.connection, ClientConnection):
-                    try:
-                        for reply in await self.connection.read(_POLL):
-                            self._on_push(reply)
-                    except rules.Failure:
-                        pass
-                else:
-                    await self._sleep(_POLL)
+                await self._sleep(_POLL)
         finally:
             if self.connection is not None and not self.state:
                 self.connection.close()

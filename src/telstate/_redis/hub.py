@@ -5,7 +5,8 @@ ONE pub/sub connection: a channel is subscribed when its first waiter arrives an
 unsubscribed when its last one leaves.  The rules, whatever drives the connection:
 
 * a waiter is *ready* once the server has confirmed every channel it listens to:
-  from then on no write can be missed (the wait reads the key after that);
+  from then on no write can be missed (the wait reads the key after that), and
+  only then does it get messages;
 * when the connection is lost, or the primary changes, the hub connects again and
   subscribes every channel again; each re-confirmation tells the channel's ready
   waiters to look at their key again (:class:`~telstate._updates.Recheck`), because
@@ -139,7 +140,13 @@ class HubState(Generic[_S]):
         if kind == b"message":
             key = channel[len(CHANNEL_PREFIX) :]
             message = Message(key, reply[2])
-            return [(waiter, message) for waiter in self.listeners.get(channel, ())]
+            # Only to ready waiters: one still waiting for its confirmation reads the
+            # key once confirmed, which covers this write.
+            return [
+                (waiter, message)
+                for waiter in self.listeners.get(channel, ())
+                if waiter not in self.waiting
+            ]
         if kind == b"subscribe":
             out = []
             if channel not in self.listeners:

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from .. import _deadline
+from .._errors import TimeoutError
 from . import rules
 from .config import ServerConfig
 from .errors import RedisConnectionError as ConnectionError
@@ -298,7 +300,12 @@ class SyncTransport:
         deadline: float | None = None,
         retry: bool = True,
     ) -> list[Any]:
-        """Replies to `commands` (see :func:`.session.call`)."""
+        """Replies to `commands` (see :func:`.session.call`).
+
+        Without a `deadline`, that of the operation in progress applies (a wait's).
+        """
+        if deadline is None:
+            deadline = _deadline.current()
         return self.drive(
             call(
                 self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
@@ -576,10 +583,19 @@ class _SyncHub:
         self.wake()
         if ready:
             return subscription
+        deadline = _deadline.current()
+        timeout = SUBSCRIBE_TIMEOUT
+        if deadline is not None and deadline - time.monotonic() < timeout:
+            timeout = max(deadline - time.monotonic(), 0.0)
         try:
-            item = subscription.items.get(timeout=SUBSCRIBE_TIMEOUT)
+            item = subscription.items.get(timeout=timeout)
         except queue.Empty:
             subscription.close()
+            if timeout < SUBSCRIBE_TIMEOUT:
+                raise TimeoutError(
+                    "gave up at the deadline: no SUBSCRIBE confirmed by "
+                    f"{self.transport.describe()}"
+                ) from None
             raise ConnectionError(
                 f"redis server at {self.transport.describe()} did not confirm SUBSCRIBE"
             ) from None
@@ -590,7 +606,7 @@ class _SyncHub:
             raise ConnectionError(
                 f"redis server at {self.transport.describe()} refused access: {item.error}"
             )
-        assert isinstance(item, Lost)
+        assert isinstance(item, Lost), item
         raise item.error
 
     def remove(self, subscription: SyncSubscription) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+from .. import _deadline
 from .._codec import ENCODING_DEFAULT, decode_value, encode_value
 from .._errors import TimeoutError
 from .._keys import KeyType, display_str, ensure_bytes, ensure_str
@@ -489,25 +490,29 @@ async def _drive(backend: AsyncBackend, steps: Step, what: str, timeout: float |
     deadline = None if timeout is None else loop.time() + timeout
     subscription: AsyncSubscription | None = None
     reply: Any = None
-    try:
-        while True:
-            try:
-                request = steps.send(reply)
-            except StopIteration:
-                return
-            if isinstance(request, Call):
-                reply = await getattr(backend, request.method)(*request.args)
-            elif isinstance(request, Subscribe):
-                async with asyncio.timeout_at(deadline):
-                    subscription = await backend.subscribe(request.keys)
-                reply = None
-            else:
-                assert isinstance(request, NextUpdate) and subscription is not None
-                async with asyncio.timeout_at(deadline):
-                    reply = await subscription.get()
-    except builtins.TimeoutError:
-        raise TimeoutError(f"Timed out waiting for {what} after {timeout}s") from None
-    finally:
-        steps.close()
-        if subscription is not None:
-            await subscription.close()
+    # Calls made for the wait stop retrying at its end (a server down, say).
+    with _deadline.until(deadline):
+        try:
+            while True:
+                try:
+                    request = steps.send(reply)
+                except StopIteration:
+                    return
+                if isinstance(request, Call):
+                    reply = await getattr(backend, request.method)(*request.args)
+                elif isinstance(request, Subscribe):
+                    async with asyncio.timeout_at(deadline):
+                        subscription = await backend.subscribe(request.keys)
+                    reply = None
+                else:
+                    assert isinstance(request, NextUpdate) and subscription is not None
+                    async with asyncio.timeout_at(deadline):
+                        reply = await subscription.get()
+        except builtins.TimeoutError:
+            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s") from None
+        except TimeoutError as exc:  # a call gave up at the deadline
+            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s ({exc})") from exc
+        finally:
+            steps.close()
+            if subscription is not None:
+                await subscription.close()

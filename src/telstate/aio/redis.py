@@ -224,6 +224,12 @@ class RedisBackend(AsyncBackend):
     async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         return await self._run(proto.snapshot_plan(keys))  # type: ignore[no-any-return]
 
+    async def server_info(self) -> dict[str, str]:
+        """What the server says of itself: ``product`` (Redis or Valkey), ``version``,
+        ``used_memory``, ``db`` and ``keys`` (in that database)."""
+        db = self._transport.config.db
+        return await self._run(proto.server_info_plan(db))  # type: ignore[no-any-return]
+
     async def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """DUMP payloads of `keys` (None where absent), for writing RDB files."""
         return await self._run(proto.dumps_plan(keys))  # type: ignore[no-any-return]

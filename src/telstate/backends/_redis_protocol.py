@@ -591,6 +591,30 @@ def update_plan(
         return Recheck()
 
 
+def parse_info(text: bytes) -> dict[str, str]:
+    """The fields of an INFO reply (``name:value`` lines; sections and blanks skipped)."""
+    fields = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        name, colon, value = line.partition(":")
+        if colon and not name.startswith("#"):
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def server_info_plan(db: int) -> Plan[dict[str, str]]:
+    """What the server says of itself: product, version, memory, keys in the database."""
+    server, memory, size = yield Batch([("INFO", "server"), ("INFO", "memory"), ("DBSIZE",)])
+    fields = {**parse_info(answer(server)), **parse_info(answer(memory))}
+    valkey = "valkey_version" in fields
+    return {
+        "product": "Valkey" if valkey else "Redis",
+        "version": fields.get("valkey_version" if valkey else "redis_version", "?"),
+        "used_memory": fields.get("used_memory_human", "?"),
+        "db": str(db),
+        "keys": str(answer(size)),
+    }
+
+
 def ping_plan() -> Plan[None]:
     (reply,) = yield Batch([("PING",)])
     answer(reply)

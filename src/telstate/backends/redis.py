@@ -291,6 +291,12 @@ class RedisBackend(Backend):
         """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
         return self._transport.foreign is None
 
+    def server_info(self) -> dict[str, str]:
+        """What the server says of itself: ``product`` (Redis or Valkey), ``version``,
+        ``used_memory``, ``db`` and ``keys`` (in that database)."""
+        db = self._transport.config.db
+        return self._run(proto.server_info_plan(db))  # type: ignore[no-any-return]
+
     def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """DUMP payloads of `keys` (None where absent), for writing RDB files."""
         return self._run(proto.dumps_plan(keys))  # type: ignore[no-any-return]
