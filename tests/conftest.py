@@ -15,7 +15,7 @@ from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
 from .aio_facade import EventLoopThread, SyncFacade
-from .servers import RedisServer
+from .servers import RedisServer, SentinelDeployment
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,30 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def sentinel_deployment() -> Iterator[SentinelDeployment]:
+    """One Redis Sentinel deployment (primary, 2 replicas, 3 sentinels) for the session.
+
+    Tests that fail it over make their own.
+    """
+    deployment = SentinelDeployment()
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture
+def sentinel_url(sentinel_deployment: SentinelDeployment) -> str:
+    """The deployment's URL, its data flushed (on the primary, and so on the replicas)."""
+    client = sentinel_deployment.primary().client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return sentinel_deployment.url
 
 
 @pytest.fixture
@@ -44,6 +68,10 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], telstate.Backend]] = {
     "redis": lambda request: RedisBackend(request.getfixturevalue("redis_client")),
     # Users test their code with fakeredis: telstate must work on it too.
     "fakeredis": lambda request: RedisBackend(fakeredis.FakeRedis()),
+    # The primary of a Redis Sentinel deployment, with writes confirmed on both replicas
+    "sentinel": lambda request: RedisBackend.from_url(
+        request.getfixturevalue("sentinel_url") + "?min_replicas=2"
+    ),
 }
 
 
@@ -56,6 +84,9 @@ AIO_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, EventLoopThread], Any]]
     "aio-memory": lambda request, runner: runner.call(telstate.aio.MemoryBackend),
     "aio-redis": lambda request, runner: runner.run(
         _aio_redis(request.getfixturevalue("redis_server"))
+    ),
+    "aio-sentinel": lambda request, runner: runner.run(
+        AioRedisBackend.from_url(request.getfixturevalue("sentinel_url") + "?min_replicas=2")
     ),
 }
 

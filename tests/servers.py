@@ -136,3 +136,254 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
+
+
+class SentinelProcess:
+    """A redis-server in sentinel mode, on a free TCP port of 127.0.0.1."""
+
+    def __init__(
+        self,
+        service: str,
+        primary_port: int,
+        quorum: int,
+        down_after_ms: int,
+        port: int,
+        myid: str,
+        known: str = "",
+    ) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not on PATH: install it", pytrace=False)
+        self.exe = exe
+        self._tmp = tempfile.TemporaryDirectory(prefix="telstate-sentinel-")
+        self.dir = Path(self._tmp.name)
+        self.port = port
+        self.config = self.dir / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsentinel myid {myid}\n"
+            f"sentinel resolve-hostnames no\n"
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} {max(4 * down_after_ms, 3000)}\n"
+            f"sentinel parallel-syncs {service} 2\n{known}"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def start(self) -> None:
+        log = open(self.dir / "sentinel.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [self.exe, str(self.config), "--sentinel"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        client = self.client(socket_timeout=1)
+        deadline = time.monotonic() + 10.0
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(
+                        f"redis-server --sentinel exited with {self.proc.returncode}:\n"
+                        + (self.dir / "sentinel.log").read_text(errors="replace"),
+                        pytrace=False,
+                    )
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop(kill=True)
+                    pytest.fail("sentinel did not answer PING within 10 s", pytrace=False)
+                time.sleep(0.01)
+        finally:
+            client.close()
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+class SentinelDeployment:
+    """A primary, its replicas and sentinels watching them: Redis Sentinel on loopback.
+
+    Parameters
+    ----------
+    replicas, sentinels
+        How many of each (quorum: a majority of the sentinels).
+    down_after_ms
+        How long the sentinels wait before calling a silent primary down.
+    args
+        Extra redis-server arguments for the data servers (e.g. :data:`DURABLE_ARGS`).
+    """
+
+    service = "telstate"
+
+    def __init__(
+        self,
+        replicas: int = 2,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.servers: list[RedisServer] = []
+        self.sentinels: list[SentinelProcess] = []
+        # Every data server may become the primary: start full syncs at once (the
+        # default waits 5 s for more replicas to batch them).
+        args = ("--repl-diskless-sync-delay", "0", *args)
+        try:
+            primary = RedisServer(tcp=True, args=args)
+            self.servers.append(primary)
+            for _ in range(replicas):
+                replica_args = (*args, "--replicaof", "127.0.0.1", str(primary.port))
+                self.servers.append(RedisServer(tcp=True, args=replica_args))
+            self.wait_replicated(primary, replicas)
+            # Each sentinel is told of the replicas and the other sentinels, so the
+            # deployment is ready at once (they would otherwise learn it in a few seconds).
+            quorum = sentinels // 2 + 1
+            ports = [free_port() for _ in range(sentinels)]
+            ids = [f"{i + 1:040x}" for i in range(sentinels)]
+            replica_lines = "".join(
+                f"sentinel known-replica {self.service} 127.0.0.1 {server.port}\n"
+                for server in self.servers[1:]
+            )
+            for i in range(sentinels):
+                known = replica_lines + "".join(
+                    f"sentinel known-sentinel {self.service} 127.0.0.1 {ports[j]} {ids[j]}\n"
+                    for j in range(sentinels)
+                    if j != i
+                )
+                self.sentinels.append(
+                    SentinelProcess(
+                        self.service, primary.port, quorum, down_after_ms, ports[i], ids[i], known
+                    )
+                )
+            self.wait_settled(primary, replicas)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", sentinel.port) for sentinel in self.sentinels]
+
+    def server_at(self, port: int) -> RedisServer:
+        for server in self.servers:
+            if server.port == port:
+                return server
+        raise KeyError(port)
+
+    def primary(self) -> RedisServer:
+        """The primary, as the first sentinel that answers names it."""
+        for sentinel in self.sentinels:
+            if sentinel.proc is None:
+                continue
+            client = sentinel.client(socket_timeout=1)
+            try:
+                _, port = client.execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                )
+                return self.server_at(int(port))
+            except redis.ConnectionError:
+                continue
+            finally:
+                client.close()
+        raise RuntimeError("no sentinel answers")
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        return [server for server in self.servers if server is not primary and server.running]
+
+    @staticmethod
+    def wait_replicated(primary: RedisServer, replicas: int, timeout: float = 20.0) -> None:
+        """Until `replicas` replicas are connected to `primary` and in sync."""
+        client = primary.client()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                info = client.info("replication")
+                online = [
+                    value
+                    for name, value in info.items()
+                    if name.startswith("slave")
+                    and isinstance(value, dict)
+                    and value.get("state") == "online"
+                ]
+                if info.get("role") == "master" and len(online) >= replicas:
+                    return
+                assert time.monotonic() < deadline, f"replication not settled: {info}"
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def wait_settled(self, primary: RedisServer, replicas: int, timeout: float = 30.0) -> None:
+        """Until every sentinel names `primary` and knows its replicas and the other sentinels."""
+        deadline = time.monotonic() + timeout
+        for sentinel in self.sentinels:
+            if sentinel.proc is None:
+                continue
+            client = sentinel.client(socket_timeout=1)
+            try:
+                while True:
+                    state = client.sentinel_master(self.service)
+                    if (
+                        int(state["port"]) == primary.port
+                        and int(state["num-slaves"]) >= replicas
+                        and int(state["num-other-sentinels"]) >= len(self.sentinels) - 1
+                        and not (state["is_sdown"] or state["is_odown"])
+                    ):
+                        break
+                    assert time.monotonic() < deadline, f"sentinels not settled: {state}"
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def wait_for_new_primary(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Until the sentinels name a primary other than `old`, which is returned."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                primary = self.primary()
+                if primary is not old:
+                    return primary
+            except RuntimeError:
+                pass
+            assert time.monotonic() < deadline, "no failover"
+            time.sleep(0.02)
+
+    def failover(self) -> None:
+        """A graceful failover (SENTINEL FAILOVER): a replica is promoted, the primary demoted."""
+        client = self.sentinels[0].client(socket_timeout=5)
+        try:
+            client.execute_command("SENTINEL", "FAILOVER", self.service)
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.close()
+        for server in self.servers:
+            server.close()

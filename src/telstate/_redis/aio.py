@@ -324,13 +324,16 @@ class AsyncTransport:
         #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
         self.foreign = client
         self._tls: ssl.SSLContext | None = None
-        if config.tls is not None and client is None:
-            try:
+        self._sentinel_tls: ssl.SSLContext | None = None
+        try:
+            if config.tls is not None and client is None:
                 self._tls = config.tls.context()
-            except (OSError, ssl.SSLError) as exc:
-                raise ConnectionError(
-                    f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
-                ) from exc
+            if config.sentinel_tls is not None:
+                self._sentinel_tls = config.sentinel_tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionError(
+                f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
+            ) from exc
         self._connections: dict[Node, list[Connection]] = {}
         self._opening: dict[Node, int] = {}
         self._changed: asyncio.Event | None = None
@@ -417,7 +420,9 @@ class AsyncTransport:
             if on_push is not None:
                 client_connection.push_to(on_push)
             return client_connection
-        connection = await open_stream(self.config, node, self._tls, epoch)
+        connection = await open_stream(
+            self.config, node, self._sentinel_tls if node.sentinel else self._tls, epoch
+        )
         commands = handshake_commands(self.config, node)
         try:
             if commands:

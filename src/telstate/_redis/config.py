@@ -105,7 +105,9 @@ class ServerConfig:
     sentinel_username, sentinel_password
         Credentials on the sentinels.
     tls
-        TLS options, or None for plain connections (sentinels and servers alike).
+        TLS options for the data servers, or None for plain connections.
+    sentinel_tls
+        The same for the sentinels (a ``rediss+sentinel://`` URL: both alike).
     connect_timeout, socket_timeout
         Seconds to connect, and to wait for a reply before the connection is deemed lost.
     retry_window
@@ -124,6 +126,7 @@ class ServerConfig:
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
     tls: TlsOptions | None = None
+    sentinel_tls: TlsOptions | None = None
     connect_timeout: float = 3.0
     socket_timeout: float = 5.0
     retry_window: float = 5.0
@@ -179,8 +182,10 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
-def _cert_reqs(text: str) -> str:
-    lowered = text.lower().removeprefix("cert_")
+def _cert_reqs(text: Any) -> str:
+    if isinstance(text, ssl.VerifyMode):  # as redis-py accepts it
+        return {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}.get(text, "required")
+    lowered = str(text).lower().removeprefix("cert_")
     if lowered not in ("required", "optional", "none"):
         raise ValueError(f"ssl_cert_reqs must be required, optional or none, not {text!r}")
     return lowered
@@ -211,26 +216,46 @@ OPTION_NAMES = frozenset(_OPTIONS) | frozenset(_TLS_OPTIONS)
 
 
 def _split_hosts(netloc: str, default_port: int) -> tuple[Address, ...]:
+    """The addresses of ``host[:port],...`` (IPv6 hosts in brackets).
+
+    Errors name the position of a bad host, never its text: a password with an
+    unencoded ``@`` or ``/`` ends up here, and must not be repeated.
+    """
     addresses: list[Address] = []
-    for item in netloc.split(","):
+    for position, item in enumerate(netloc.split(","), 1):
         item = item.strip()
+        where = f"host {position} of the URL" if "," in netloc else "the URL's host"
         if not item:
-            raise ValueError("empty host in the URL")
+            raise ValueError(f"empty host: {where} is empty")
         if item.startswith("["):  # [v6]:port
-            host, _, rest = item[1:].partition("]")
+            host, closed, rest = item[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(f"{where} has a bad IPv6 address: write it [addr]:port")
             port_text = rest.removeprefix(":")
+        elif item.count(":") > 1:
+            raise ValueError(f"{where} has several ':': write an IPv6 address [addr]:port")
         else:
-            host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+            host, _, port_text = item.partition(":")
         if not host:
-            raise ValueError(f"no host in {item!r}")
+            raise ValueError(f"{where} has no host name")
         try:
             port = int(port_text) if port_text else default_port
         except ValueError:
-            raise ValueError(f"bad port in {item!r}") from None
+            raise ValueError(
+                f"bad port in {where} (is a password in it not percent-encoded?)"
+            ) from None
         if not 0 < port < 65536:
-            raise ValueError(f"bad port in {item!r}")
+            raise ValueError(f"bad port: {where} has a port out of range")
         addresses.append((unquote(host), port))
     return tuple(addresses)
+
+
+def host_text(address: Address) -> str:
+    """``host:port`` as URLs write it (IPv6 in brackets)."""
+    if isinstance(address, str):
+        return address
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_url(url: str, **options: Any) -> ServerConfig:
@@ -258,7 +283,7 @@ def parse_url(url: str, **options: Any) -> ServerConfig:
             parser, target = _TLS_OPTIONS[name], tls
         else:
             raise ValueError(f"unknown Redis URL parameter or option {name!r}")
-        if isinstance(text, str) and parser is not str:
+        if (isinstance(text, str) and parser is not str) or name == "ssl_cert_reqs":
             try:
                 target[name] = parser(text)
             except ValueError:
@@ -271,7 +296,7 @@ def parse_url(url: str, **options: Any) -> ServerConfig:
     if userinfo:
         user, has_password, password = userinfo.partition(":")
         values.setdefault("username", unquote(user) or None)
-        if has_password:
+        if has_password and password:  # an empty password is none, as in redis-py
             values.setdefault("password", unquote(password))
     path = unquote(parts.path)
     kind: Literal["server", "sentinel"] = "server"
@@ -305,10 +330,11 @@ def parse_url(url: str, **options: Any) -> ServerConfig:
         service=service,
         db=values.get("db", 0),
         username=values.get("username") or None,
-        password=values.get("password"),
+        password=values.get("password") or None,
         sentinel_username=values.get("sentinel_username") or None,
-        sentinel_password=values.get("sentinel_password"),
+        sentinel_password=values.get("sentinel_password") or None,
         tls=_tls(tls) if use_tls else None,
+        sentinel_tls=_tls(tls) if use_tls and kind == "sentinel" else None,
         connect_timeout=values.get("socket_connect_timeout", 3.0),
         socket_timeout=values.get("socket_timeout", 5.0),
         retry_window=values.get("retry_window", 5.0),
@@ -383,8 +409,11 @@ def from_client(client: Any, **options: Any) -> ServerConfig | None:
         manager = pool.sentinel_manager
         sentinels: list[Address] = []
         sentinel_kwargs: dict[str, Any] = {}
+        sentinel_class = ""
         for sentinel in manager.sentinels:
-            sentinel_kwargs = sentinel.connection_pool.connection_kwargs
+            sentinel_pool = sentinel.connection_pool
+            sentinel_kwargs = sentinel_pool.connection_kwargs
+            sentinel_class = getattr(sentinel_pool.connection_class, "__name__", "")
             sentinels.append((str(sentinel_kwargs["host"]), int(sentinel_kwargs["port"])))
         return ServerConfig(
             kind="sentinel",
@@ -392,6 +421,7 @@ def from_client(client: Any, **options: Any) -> ServerConfig | None:
             service=str(pool.service_name),
             sentinel_username=sentinel_kwargs.get("username"),
             sentinel_password=sentinel_kwargs.get("password"),
+            sentinel_tls=_client_tls(sentinel_kwargs, sentinel_class),
             **common,
         )
     return None
@@ -401,13 +431,11 @@ def _client_tls(kwargs: Mapping[str, Any], class_name: str) -> TlsOptions | None
     if "SSL" not in class_name and not kwargs.get("ssl"):
         return None
     reqs = kwargs.get("ssl_cert_reqs", "required")
-    if isinstance(reqs, ssl.VerifyMode):
-        reqs = {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}.get(reqs, "required")
     return TlsOptions(
         ca_certs=kwargs.get("ssl_ca_certs"),
         certfile=kwargs.get("ssl_certfile"),
         keyfile=kwargs.get("ssl_keyfile"),
-        cert_reqs=_cert_reqs(str(reqs or "none")),  # type: ignore[arg-type]
+        cert_reqs=_cert_reqs(reqs or "none"),  # type: ignore[arg-type]
         check_hostname=kwargs.get("ssl_check_hostname"),
         ca_data=kwargs.get("ssl_ca_data"),
     )

@@ -27,6 +27,7 @@ fits in) and, for a wait, by the wait's own deadline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 from .resp import error_code
@@ -38,6 +39,7 @@ __all__ = [
     "NoPrimary",
     "NotConfirmed",
     "Refused",
+    "Rejected",
     "RetryClock",
     "TlsRefused",
     "Unreachable",
@@ -91,6 +93,12 @@ class NoPrimary(Failure):
     action = Action.REDISCOVER
 
 
+class Rejected(Failure):
+    """The server answered with an error that trying again will not mend."""
+
+    action = Action.FAIL
+
+
 class NotConfirmed(Failure):
     """``WAIT`` returned fewer replicas than required: the writes are not confirmed."""
 
@@ -109,8 +117,11 @@ def is_access_refusal(error: BaseException) -> bool:
     """Whether an error reply says that the user may not do what was asked."""
     if error_code(error) in _ACCESS_CODES:
         return True
+    # at the start, or after the prefix of a script's error (Redis 6 wraps them)
     text = str(error).removeprefix("ERR ")
-    return text.startswith(_ACCESS_PHRASES) or "called without any password configured" in text
+    return any(text.startswith(phrase) or f": {phrase}" in text for phrase in _ACCESS_PHRASES) or (
+        "called without any password configured" in text
+    )
 
 
 def classify_reply(error: BaseException) -> Action | None:
@@ -138,7 +149,8 @@ class RetryClock:
     Parameters
     ----------
     window
-        Seconds from the first failure after which no more attempts are made.
+        Seconds from the first failure after which no more attempts are made (or a
+        function giving them, asked at the first failure).
     deadline
         A monotonic time after which no more attempts are made either (a wait's
         timeout), or None.
@@ -146,7 +158,12 @@ class RetryClock:
         Cap on a single pause.
     """
 
-    def __init__(self, window: float, deadline: float | None, max_pause: float = MAX_PAUSE) -> None:
+    def __init__(
+        self,
+        window: float | Callable[[], float],
+        deadline: float | None,
+        max_pause: float = MAX_PAUSE,
+    ) -> None:
         self.window = window
         self.deadline = deadline
         self.max_pause = max_pause
@@ -158,7 +175,8 @@ class RetryClock:
         """After a failure at `now`: seconds to pause before the next attempt, or None."""
         self.failures += 1
         if self._give_up is None:
-            self._give_up = now + self.window
+            window = self.window() if callable(self.window) else self.window
+            self._give_up = now + window
         end = self._give_up if self.deadline is None else min(self._give_up, self.deadline)
         if now >= end:
             return None

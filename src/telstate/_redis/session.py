@@ -168,13 +168,13 @@ class Topology:
             self._notify()
         return primary
 
-    def forget(self, node: Node | None) -> None:
+    def forget(self, node: Node) -> None:
         """`node` may no longer be the primary: ask the sentinels before the next attempt."""
         if not self.sentinel:
             return
         with self._lock:
-            if node is not None and self.primary != node:
-                return
+            if self.primary != node:
+                return  # already forgotten, or another primary found meanwhile
             self.primary = None
             self.epoch += 1
         self._notify()
@@ -330,35 +330,29 @@ def call(
     if need:
         payload += pack([("WAIT", need, WAIT_MS)])
     max_pause = rules.MAX_PAUSE_SENTINEL if topology.sentinel else rules.MAX_PAUSE
-    clock = rules.RetryClock(topology.window(), deadline, max_pause)
-    reloaded = False
+    clock = rules.RetryClock(topology.window, deadline, max_pause)
+    expected = count + (1 if need else 0)
     while True:
         node = topology.primary
         try:
             if node is None:
                 node = yield from discover(topology)
-            replies = yield Exchange(node, payload, count + (1 if need else 0))
-            if not reloaded and any(_noscript(reply) for reply in replies[:count]):
+            replies = yield Exchange(node, payload, expected)
+            if any(_noscript(reply) for reply in replies[:count]):
+                # A restarted server or a new primary: load the scripts, send again (once
+                # per attempt; a server that keeps forgetting them is retried as failing)
                 loaded = yield Exchange(node, scripts.load_payload, len(scripts.texts))
                 _check_loaded(loaded)
-                reloaded = True  # once per call: a server that keeps forgetting is a failure
-                replies = yield Exchange(node, payload, count + (1 if need else 0))
+                replies = yield Exchange(node, payload, expected)
             _check_replies(replies[:count])
             if need:
-                acknowledged = replies[count]
-                if isinstance(acknowledged, BaseException):
-                    raise rules.Dropped(f"WAIT failed: {acknowledged}")
-                if acknowledged < need:
-                    raise rules.NotConfirmed(
-                        f"only {acknowledged} of the {need} replicas required acknowledged "
-                        "the writes"
-                    )
+                _check_acknowledged(replies[count], need)
             return list(replies[:count])
         except rules.Failure as failure:
             problem = failure
-        if problem.action is rules.Action.FAIL or not retry:
+        if not _may_retry(topology, problem, retry):
             raise _final_error(topology, problem)
-        if topology.sentinel:
+        if topology.sentinel and node is not None:
             topology.forget(node)  # the primary may have moved: ask the sentinels
         now = time.monotonic()
         pause = clock.next_pause(now)
@@ -371,6 +365,34 @@ def call(
         yield Pause(pause)
 
 
+def _may_retry(topology: Topology, problem: rules.Failure, retry: bool) -> bool:
+    """Whether to try again after `problem`.
+
+    A first contact (`retry` false) fails at once, so that a wrong address or refused
+    credentials are reported without delay; with Sentinel it still rides out a
+    primary that the sentinels named but that is going away (a failover in progress).
+    """
+    if problem.action is rules.Action.FAIL:
+        return False
+    if retry:
+        return True
+    return topology.sentinel and isinstance(
+        problem, rules.Unreachable | rules.Dropped | rules.WrongRole
+    )
+
+
+def _check_acknowledged(reply: Any, need: int) -> None:
+    """Raise unless the WAIT reply says `need` replicas have the writes."""
+    if isinstance(reply, BaseException):
+        if rules.is_access_refusal(reply):
+            raise rules.Refused(f"refused access: {reply}")
+        raise rules.Dropped(f"WAIT failed: {reply}")
+    if reply < need:
+        raise rules.NotConfirmed(
+            f"only {reply} of the {need} replicas required acknowledged the writes"
+        )
+
+
 def _noscript(reply: Any) -> bool:
     return isinstance(reply, BaseException) and error_code(reply) == "NOSCRIPT"
 
@@ -378,7 +400,9 @@ def _noscript(reply: Any) -> bool:
 def _check_loaded(replies: Sequence[Any]) -> None:
     error = first_error(replies)
     if error is not None:
-        raise _as_failure(error)
+        if rules.classify_reply(error) is not None:
+            raise _as_failure(error)
+        raise rules.Rejected(f"refused our scripts: {error}")
 
 
 def _check_replies(replies: Sequence[Any]) -> None:
@@ -412,6 +436,6 @@ def _final_error(topology: Topology, failure: rules.Failure) -> Exception:
         return RedisUnconfirmedWriteError(f"writes to {where} are not confirmed: {failure}")
     if isinstance(failure, rules.TlsRefused):
         return RedisConnectionError(f"TLS connection to redis server at {where} failed: {failure}")
-    if isinstance(failure, rules.Refused):
+    if isinstance(failure, rules.Refused | rules.Rejected):
         return RedisConnectionError(f"redis server at {where} {failure}")
     return RedisConnectionError(f"cannot reach redis server at {where}: {failure}")

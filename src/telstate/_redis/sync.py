@@ -263,13 +263,16 @@ class SyncTransport:
         #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
         self.foreign = client
         self._tls: ssl.SSLContext | None = None
-        if config.tls is not None and client is None:
-            try:
+        self._sentinel_tls: ssl.SSLContext | None = None
+        try:
+            if config.tls is not None and client is None:
                 self._tls = config.tls.context()
-            except (OSError, ssl.SSLError) as exc:
-                raise ConnectionError(
-                    f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
-                ) from exc
+            if config.sentinel_tls is not None:
+                self._sentinel_tls = config.sentinel_tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionError(
+                f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
+            ) from exc
         self._lock = threading.Lock()
         self._idle: dict[Node, list[Connection]] = {}
         self._busy: set[Connection] = set()
@@ -354,7 +357,11 @@ class SyncTransport:
         epoch = self.topology.epoch
         if self._client is not None:
             return ClientConnection(self._client, node, epoch)
-        connection = SocketConnection(open_socket(self.config, node, self._tls), node, epoch)
+        connection = SocketConnection(
+            open_socket(self.config, node, self._sentinel_tls if node.sentinel else self._tls),
+            node,
+            epoch,
+        )
         commands = handshake_commands(self.config, node)
         try:
             if commands:

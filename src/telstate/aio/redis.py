@@ -134,7 +134,7 @@ class RedisBackend(AsyncBackend):
         See :meth:`telstate.backends.redis.RedisBackend.from_sentinel`.
         """
         hosts = ",".join(
-            item if isinstance(item, str) else f"{item[0]}:{item[1]}" for item in sentinels
+            item if isinstance(item, str) else _config.host_text(item) for item in sentinels
         )
         config = _config.parse_url(
             f"redis+sentinel://{hosts}/{service}",
