@@ -7,12 +7,16 @@ from typing import Any
 import pytest
 
 from telstate._redis.hub import (
+    Hold,
     HubState,
     Lost,
     Message,
     Ready,
     Refusal,
+    Release,
+    Switch,
     channels_of,
+    sentinel_event,
     switch_message,
 )
 from telstate._redis.resp import Reader, ReplyError
@@ -293,3 +297,46 @@ def test_switch_message_service_must_match_exactly() -> None:
     reply = [b"message", b"+switch-master", b"mymaster2 10.0.0.1 6379 10.0.0.2 6380"]
     assert switch_message(reply, "mymaster") is None
     assert switch_message(reply, "mymaster2") == ("10.0.0.2", 6380)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (
+            [b"pmessage", b"*", b"+switch-master", b"mymaster 10.0.0.1 6379 10.0.0.2 6380"],
+            Switch(("10.0.0.2", 6380)),
+        ),
+        (
+            [
+                b"pmessage",
+                b"*",
+                b"+selected-slave",
+                b"slave 10.0.0.2:6380 10.0.0.2 6380 @ mymaster 10.0.0.1 6379",
+            ],
+            Hold(),
+        ),
+        (
+            [
+                b"pmessage",
+                b"*",
+                b"+selected-slave",
+                b"slave 10.0.0.2:6380 10.0.0.2 6380 @ other 10.0.0.1 6379",
+            ],
+            None,
+        ),
+        (
+            [b"pmessage", b"*", b"-failover-abort-not-elected", b"master mymaster 10.0.0.1 6379"],
+            Release(),
+        ),
+        ([b"pmessage", b"*", b"-failover-abort-not-elected", b"master other 10.0.0.1 6379"], None),
+        ([b"pmessage", b"*", b"+sdown", b"master mymaster 10.0.0.1 6379"], None),
+        ([b"psubscribe", b"*", 1], None),
+        (
+            [b"message", b"+switch-master", b"mymaster 10.0.0.1 6379 10.0.0.3 7000"],
+            Switch(("10.0.0.3", 7000)),
+        ),
+        (b"garbage", None),
+    ],
+)
+def test_sentinel_event(reply: Any, expected: Any) -> None:
+    assert sentinel_event(reply, "mymaster") == expected

@@ -19,6 +19,7 @@ import telstate
 from telstate._redis import rules, session
 from telstate._redis.config import ServerConfig, parse_url
 from telstate._redis.errors import RedisConnectionError, RedisUnconfirmedWriteError
+from telstate._redis.hub import Hold, Release, Switch
 from telstate._redis.resp import Reader, ReplyError
 from telstate._redis.session import (
     Exchange,
@@ -889,3 +890,34 @@ def test_error_classes() -> None:
     assert isinstance(unconfirmed, telstate.UnconfirmedWriteError)
     assert isinstance(unconfirmed, RedisConnectionError)
     assert isinstance(unconfirmed, redis.ConnectionError)
+
+
+def test_hold_stops_writes_until_the_switch(clock: FakeTime) -> None:
+    """A failover under way: no primary, discovery refuses, until the switch or a release."""
+    topology = sentinel_topology()
+    topology.switch(("10.0.0.5", 6380))
+    seen: list[int] = []
+    topology.listen(lambda: seen.append(topology.epoch))
+    topology.on_event(Hold())
+    assert topology.primary is None and topology.holding and seen == [2]
+    with pytest.raises(rules.NoPrimary, match=r"failover .* under way"):
+        Driver(clock, []).run(discover(topology))
+    topology.on_event(Switch(("10.0.0.6", 6381)))
+    assert topology.primary == Node(("10.0.0.6", 6381)) and not topology.holding
+    topology.on_event(Hold())
+    topology.on_event(Release())
+    assert not topology.holding and topology.primary is None  # ask the sentinels again
+    topology.on_event(Release())  # nothing held: nothing changes
+    assert seen == [2, 3, 4, 5]
+
+
+def test_a_call_during_a_hold_waits_for_the_new_primary(clock: FakeTime) -> None:
+    topology = sentinel_topology()
+    topology.switch(("10.0.0.5", 6380))
+    topology.hold()
+    plan = call(topology, Scripts({}), [("GET", b"k")], retry=False)  # even a first contact
+    effect = plan.send(None)
+    assert isinstance(effect, Pause)
+    topology.switch(("10.0.0.6", 6381))
+    effect = plan.send(None)
+    assert isinstance(effect, Exchange) and effect.node == Node(("10.0.0.6", 6381))

@@ -29,9 +29,19 @@ import redis
 
 from .. import _deadline
 from . import rules
-from .config import ServerConfig
+from .config import Address, ServerConfig
 from .errors import RedisConnectionError as ConnectionError
-from .hub import HubState, Item, Lost, Message, Ready, Refusal, channels_of, switch_message
+from .hub import (
+    WATCH_COMMAND,
+    HubState,
+    Item,
+    Lost,
+    Message,
+    Ready,
+    Refusal,
+    channels_of,
+    sentinel_event,
+)
 from .resp import Reader, pack
 from .session import (
     Command,
@@ -469,7 +479,7 @@ class AsyncTransport:
             if node.sentinel or node == primary:
                 continue
             for connection in pool:
-                if primary is None and connection.load:
+                if primary is None and connection.load and not self.topology.holding:
                     continue  # only forgotten: let calls in flight finish
                 connection.abort()  # in-flight calls fail now and go to the new primary
             del self._connections[node]
@@ -491,46 +501,40 @@ class AsyncTransport:
     # -- the sentinel watch
 
     async def _watch_sentinels(self) -> None:
+        """Follow every sentinel's announcements (only the leader of a failover speaks)."""
+        async with asyncio.TaskGroup() as group:
+            for address in self.topology.sentinels:
+                group.create_task(self._watch_sentinel(address))
+
+    async def _watch_sentinel(self, address: Address) -> None:
         topology = self.topology
         service = self.config.service
-        failures = 0
         first = True
         while not self._closed:
-            switches: asyncio.Queue[Any] = asyncio.Queue()
-            connection: Connection | None = None
-            for address in list(topology.sentinels):
-                try:
-                    connection = await self.connect(Node(address, sentinel=True))
-                    await connection.exchange(pack([("SUBSCRIBE", "+switch-master")]), 1)
-                    break
-                except rules.Failure:
-                    if connection is not None:
-                        connection.close()
-                    connection = None
-            if connection is None:
-                failures += 1
-                await asyncio.sleep(min(0.1 * failures, 1.0))
-                continue
-            failures = 0
-            if isinstance(connection, StreamConnection):
-                connection.on_push = switches.put_nowait
-            else:
-                connection.push_to(switches.put_nowait)
-            if not first:
-                with contextlib.suppress(rules.Failure, ConnectionError):
-                    await self.drive(discover(topology))
-            first = False
+            events: asyncio.Queue[Any] = asyncio.Queue()
             try:
+                connection = await self.connect(Node(address, sentinel=True))
+            except (rules.Failure, ConnectionError):
+                await asyncio.sleep(_POLL)
+                continue
+            try:
+                await connection.exchange(pack([WATCH_COMMAND]), 1)
+                assert isinstance(connection, StreamConnection)
+                connection.on_push = events.put_nowait
+                if not first:  # announcements may have been missed meanwhile
+                    with contextlib.suppress(rules.Failure, ConnectionError):
+                        await self.drive(discover(topology))
+                first = False
                 while not self._closed:
-                    for reply in [await switches.get()]:
-                        if isinstance(reply, rules.Failure):
-                            raise reply
-                        announced = switch_message(reply, service)
-                        if announced is not None:
-                            logger.info("sentinels announce a new primary for %s", service)
-                            topology.switch(announced)
+                    reply = await events.get()
+                    if isinstance(reply, rules.Failure):
+                        raise reply
+                    event = sentinel_event(reply, service)
+                    if event is not None:
+                        logger.info("sentinel: %s for %s", type(event).__name__, service)
+                        topology.on_event(event)
             except rules.Failure:
-                pass
+                await asyncio.sleep(_POLL)  # this sentinel went away: try it again later
             finally:
                 connection.close()
 

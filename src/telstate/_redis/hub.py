@@ -14,8 +14,12 @@ unsubscribed when its last one leaves.  The rules, whatever drives the connectio
 * a refused SUBSCRIBE (an ACL without channel rights) fails the waiters that asked
   for it, and a hub that cannot reconnect within the retry window fails them all.
 
-The sentinels announce failovers on their own pub/sub: :func:`switch_message`
-reads ``+switch-master`` (``<service> <old ip> <old port> <new ip> <new port>``).
+The sentinels announce failovers on their own pub/sub (:func:`sentinel_event`):
+``+selected-slave`` when the leader has chosen the replica to promote (from then on,
+writes to the old primary may be lost: hold them), ``-failover-abort-*`` when it gives
+up (resume), and ``+switch-master`` (``<service> <old ip> <old port> <new ip> <new
+port>``) once the new primary is in place.  Only the sentinel leading a failover
+announces its steps, so a client listens to every sentinel.
 """
 
 from __future__ import annotations
@@ -27,7 +31,18 @@ from typing import Any, Generic, TypeVar
 from .._updates import CHANNEL_PREFIX, Recheck
 from .config import Address
 
-__all__ = ["HubState", "Lost", "Message", "Ready", "Refusal", "switch_message"]
+__all__ = [
+    "Hold",
+    "HubState",
+    "Lost",
+    "Message",
+    "Ready",
+    "Refusal",
+    "Release",
+    "Switch",
+    "sentinel_event",
+    "switch_message",
+]
 
 _S = TypeVar("_S", bound=Hashable)
 
@@ -178,3 +193,56 @@ def switch_message(reply: Any, service: str) -> Address | None:
         return fields[3], int(fields[4])
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """The sentinels have made `address` the primary."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A failover has chosen the replica to promote: stop writing to the old primary."""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A failover was abandoned: the old primary stays."""
+
+
+SentinelEvent = Switch | Hold | Release
+
+#: What a client asks a sentinel for: every event (they are few).
+WATCH_COMMAND = ("PSUBSCRIBE", "*")
+
+
+def sentinel_event(reply: Any, service: str) -> SentinelEvent | None:
+    """What a message from a sentinel's pub/sub means for the clients of `service`."""
+    if not isinstance(reply, list):
+        return None
+    if len(reply) >= 4 and reply[0] == b"pmessage":
+        channel, data = reply[2], reply[3]
+    elif len(reply) >= 3 and reply[0] == b"message":
+        channel, data = reply[1], reply[2]
+    else:
+        return None
+    if channel == b"+switch-master":
+        address = switch_message([b"message", channel, data], service)
+        return None if address is None else Switch(address)
+    if not isinstance(data, bytes):
+        return None
+    fields = data.decode(errors="replace").split()
+    # "<kind> <name> <ip> <port> @ <service> <ip> <port>" or "master <service> <ip> <port>"
+    if "@" in fields:
+        named = fields[fields.index("@") + 1 : fields.index("@") + 2] == [service]
+    else:
+        named = fields[:2] == ["master", service]
+    if not named:
+        return None
+    if channel == b"+selected-slave":
+        return Hold()
+    if channel.startswith(b"-failover-abort"):
+        return Release()
+    return None

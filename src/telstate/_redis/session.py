@@ -30,6 +30,7 @@ from .._errors import TimeoutError
 from . import rules
 from .config import Address, ServerConfig, describe_address
 from .errors import RedisConnectionError, RedisUnconfirmedWriteError
+from .hub import Hold, SentinelEvent, Switch
 from .resp import error_code, first_error, pack
 
 __all__ = [
@@ -135,6 +136,8 @@ class Topology:
         self.epoch = 0
         #: The sentinels' down-after time for the service, in seconds (learnt on discovery).
         self.down_after = 0.0
+        #: Until when writes are held: a failover is under way (monotonic time).
+        self.held_until = 0.0
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -159,6 +162,7 @@ class Topology:
         """The primary is at `address` (as the sentinels say)."""
         with self._lock:
             changed = self.primary is None or self.primary.address != address
+            self.held_until = 0.0
             if changed:
                 self.primary = Node(address)
                 self.epoch += 1
@@ -178,6 +182,42 @@ class Topology:
             self.primary = None
             self.epoch += 1
         self._notify()
+
+    @property
+    def holding(self) -> bool:
+        """Whether a failover is under way (the sentinels said so): no primary to use."""
+        return self.held_until > time.monotonic()
+
+    def hold(self) -> None:
+        """A failover has begun: drop the primary until the sentinels name the new one.
+
+        Writes the old primary takes from now on would be lost when it is demoted, so
+        none are sent (they pause); the hold ends with the switch, an abandoned
+        failover, or the retry window.
+        """
+        with self._lock:
+            self.held_until = time.monotonic() + self.window()
+            self.primary = None
+            self.epoch += 1
+        self._notify()
+
+    def release(self) -> None:
+        """The failover was abandoned: ask the sentinels for the primary again."""
+        with self._lock:
+            if not self.held_until:
+                return
+            self.held_until = 0.0
+            self.epoch += 1
+        self._notify()
+
+    def on_event(self, event: SentinelEvent) -> None:
+        """Follow what a sentinel announced."""
+        if isinstance(event, Switch):
+            self.switch(event.address)
+        elif isinstance(event, Hold):
+            self.hold()
+        else:
+            self.release()
 
     def prefer(self, sentinel: Address) -> None:
         """Ask this sentinel first next time (it answered)."""
@@ -246,6 +286,8 @@ def discover(topology: Topology) -> Plan[Node]:
     """Ask the sentinels, in order of preference, where the primary of the service is."""
     config = topology.config
     service = config.service
+    if topology.holding:
+        raise rules.NoPrimary(f"a failover of {service!r} is under way")
     payload = pack(
         [("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service), ("SENTINEL", "MASTER", service)]
     )
@@ -376,6 +418,8 @@ def _may_retry(topology: Topology, problem: rules.Failure, retry: bool) -> bool:
         return False
     if retry:
         return True
+    if isinstance(problem, rules.NoPrimary):
+        return topology.holding  # a failover under way, not an unknown service
     return topology.sentinel and isinstance(
         problem, rules.Unreachable | rules.Dropped | rules.WrongRole
     )

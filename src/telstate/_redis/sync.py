@@ -37,9 +37,19 @@ import redis
 from .. import _deadline
 from .._errors import TimeoutError
 from . import rules
-from .config import ServerConfig
+from .config import Address, ServerConfig
 from .errors import RedisConnectionError as ConnectionError
-from .hub import HubState, Item, Lost, Message, Ready, Refusal, channels_of, switch_message
+from .hub import (
+    WATCH_COMMAND,
+    HubState,
+    Item,
+    Lost,
+    Message,
+    Ready,
+    Refusal,
+    channels_of,
+    sentinel_event,
+)
 from .resp import Reader, pack
 from .session import (
     Command,
@@ -62,6 +72,8 @@ _T = TypeVar("_T")
 _READ_SIZE = 1 << 20
 #: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
 _POLL = 1.0
+#: Seconds between attempts to reach a sentinel that is not listened to.
+_RECONNECT = 1.0
 #: Seconds to wait for the server to confirm a SUBSCRIBE.
 SUBSCRIBE_TIMEOUT = 10.0
 
@@ -412,9 +424,11 @@ class SyncTransport:
             ]
             for node in [node for node in self._idle if not node.sentinel]:
                 del self._idle[node]
+            # Calls in flight to a former primary fail now and go to the new one; while
+            # a failover is under way, also those to the primary being replaced.
             moved = (
                 []
-                if primary is None
+                if primary is None and not self.topology.holding
                 else [c for c in self._busy if not c.node.sentinel and c.node != primary]
             )
         for connection in stale:
@@ -470,52 +484,77 @@ def _close_idle(idle: dict[Node, list[Connection]]) -> None:
 
 
 def _watch_sentinels(ref: weakref.ReferenceType[SyncTransport]) -> None:
-    """Thread: follow the sentinels' +switch-master announcements for the service."""
-    failures = 0
+    """Thread: follow every sentinel's announcements of failovers of the service.
+
+    Only the sentinel leading a failover announces its steps, so all are listened to
+    (one thread, one connection each, reconnected when lost).
+    """
+    connections: dict[Address, SocketConnection] = {}
+    last_attempt = 0.0
     first = True
-    while True:
-        transport = ref()
-        if transport is None or transport.closed:
-            return
-        topology = transport.topology
-        service = topology.config.service
-        connection: Connection | None = None
-        for address in list(topology.sentinels):
-            try:
-                connection = transport.connect(Node(address, sentinel=True))
-                connection.exchange(pack([("SUBSCRIBE", "+switch-master")]), 1)
-                break
-            except rules.Failure:
-                if connection is not None:
+    try:
+        while True:
+            transport = ref()
+            if transport is None or transport.closed:
+                return
+            topology = transport.topology
+            service = topology.config.service
+            now = time.monotonic()
+            if len(connections) < len(topology.sentinels) and now - last_attempt > _RECONNECT:
+                last_attempt = now
+                connected = False
+                for address in topology.sentinels:
+                    if address in connections:
+                        continue
+                    try:
+                        connection = transport.connect(Node(address, sentinel=True))
+                    except (rules.Failure, ConnectionError):
+                        continue
+                    assert isinstance(connection, SocketConnection)
+                    try:
+                        connection.exchange(pack([WATCH_COMMAND]), 1)
+                    except rules.Failure:
+                        connection.close()
+                        continue
+                    connections[address] = connection
+                    connected = True
+                if connected and not first:
+                    # announcements may have been missed while a sentinel was not heard
+                    with contextlib.suppress(rules.Failure, ConnectionError):
+                        transport.drive(discover(topology))
+                first = first and not connected
+            del transport, topology
+            if not connections:
+                time.sleep(_RECONNECT / 4)
+                continue
+            # TLS may hold decrypted bytes that select() cannot see
+            ready = [
+                c
+                for c in connections.values()
+                if isinstance(c.sock, ssl.SSLSocket) and c.sock.pending()
+            ]
+            if not ready:
+                readable, _, _ = select.select(list(connections.values()), [], [], _RECONNECT)
+                ready = list(readable)
+            events = []
+            for connection in ready:
+                try:
+                    replies = connection.read(0)
+                except rules.Failure:
                     connection.close()
-                connection = None
-        if connection is None:
-            failures += 1
+                    connections = {a: c for a, c in connections.items() if c is not connection}
+                    continue
+                events += [sentinel_event(reply, service) for reply in replies]
+            transport = ref()
+            if transport is None:
+                return
+            for event in events:
+                if event is not None:
+                    logger.info("sentinel: %s for %s", type(event).__name__, service)
+                    transport.topology.on_event(event)
             del transport
-            time.sleep(min(0.1 * failures, 1.0))
-            continue
-        failures = 0
-        if not first:
-            # announcements may have been missed while no sentinel was listened to
-            with contextlib.suppress(rules.Failure, ConnectionError):
-                transport.drive(discover(topology))
-        first = False
-        del transport, topology
-        try:
-            while True:
-                replies = connection.read(_POLL)
-                transport = ref()
-                if transport is None or transport.closed:
-                    return
-                for reply in replies:
-                    announced = switch_message(reply, service)
-                    if announced is not None:
-                        logger.info("sentinels announce a new primary for %s", service)
-                        transport.topology.switch(announced)
-                del transport
-        except rules.Failure:
-            pass  # this sentinel went away: listen to another
-        finally:
+    finally:
+        for connection in connections.values():
             connection.close()
 
 
