@@ -382,3 +382,54 @@ def test_unconfirmed_writes_raise(sentinel_deployment: Any, sentinel_url: str) -
         assert isinstance(telstate.UnconfirmedWriteError("x"), telstate.ConnectionError)
     finally:
         ts.backend.close()
+
+
+# ------------------------------------------------------------------- the command
+
+
+def test_cli_commands_take_a_sentinel_url(
+    sentinel_url: str, sentinel_deployment: Any, tmp_path: Any, capsys: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from telstate.cli import main
+
+    from .test_cli import SRC, Lines, ok
+
+    assert main(["copy", "demo", sentinel_url]) == 0
+    capsys.readouterr()
+    primary = sentinel_deployment.primary()
+    info = ok(capsys, "info", sentinel_url)
+    assert f"(primary 127.0.0.1:{primary.port}) (Redis server)" in info
+    assert "m000_activity" in ok(capsys, "keys", sentinel_url, "m000_*")
+    assert ok(capsys, "get", sentinel_url, "sdp_l0_n_chans").strip() == "4096"
+    assert "slew" in ok(capsys, "range", sentinel_url, "m000_activity")
+    ok(capsys, "copy", sentinel_url, str(tmp_path / "copy.rdb"))
+    assert TelescopeState.open(tmp_path / "copy.rdb")["sdp_l0_n_chans"] == 4096
+    ts = TelescopeState(sentinel_url)
+    try:
+        argv = ["watch", sentinel_url, "watched", "--no-initial"]
+        with subprocess.Popen(
+            [sys.executable, "-m", "telstate", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+        ) as proc:
+            assert proc.stdout is not None
+            lines = Lines(proc.stdout)
+            try:
+                admin = primary.client()
+                deadline = time.monotonic() + 20
+                while admin.pubsub_numsub("update/watched")[0][1] == 0:
+                    assert time.monotonic() < deadline, "watch never subscribed"
+                    time.sleep(0.02)
+                admin.close()
+                ts.add("watched", 1.5, ts=T0)
+                assert lines.next().endswith("watched  1.5")
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=10)
+    finally:
+        ts.backend.close()

@@ -48,7 +48,7 @@ EXIT_INTERRUPTED = 130
 # --------------------------------------------------------------------------- sources
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
-_URL_SCHEMES = ("redis", "rediss", "unix")
+_URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
 @dataclass
@@ -77,7 +77,8 @@ def classify(spec: str) -> tuple[str, str]:
         scheme = spec.split("://", 1)[0].lower()
         if scheme not in _URL_SCHEMES:
             raise CommandError(
-                f"unsupported URL {_redis_label(spec)!r}: use redis://, rediss:// or unix://"
+                f"unsupported URL {_redis_label(spec)!r}: use redis://, rediss://, unix:// "
+                "or redis+sentinel://"
             )
         return "redis", spec
     if not os.path.exists(spec) and _HOST_PORT.match(spec):
@@ -115,7 +116,8 @@ def open_source(spec: str) -> Source:
         build_demo(ts)
         return Source("demo", "demo", ts)
     if kind == "redis":
-        return Source("redis", _redis_label(where), TelescopeState(where), url=where)
+        ts = TelescopeState(where)
+        return Source("redis", ts.backend.server, ts, url=where)  # type: ignore[attr-defined]
     _check_file(where)
     return Source("rdb", where, TelescopeState.open(where), path=where)
 
@@ -462,7 +464,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"telstate: error: {message}{hint}\n")
 
 
-_SOURCE_HELP = "RDB file, redis://, rediss:// or unix:// URL, host:port, or 'demo'"
+_SOURCE_HELP = (
+    "RDB file, redis://, rediss://, unix:// or redis+sentinel:// URL, host:port, or 'demo'"
+)
 _TIME_HELP = "Unix time or ISO 8601 date-time (UTC unless it has a zone)"
 _VIEW_HELP = (
     "read through ts.view(NAME); repeat to stack views, the last given first "
@@ -476,7 +480,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         prog="telstate",
         description="Inspect, plot, copy and watch MeerKAT telescope states.",
         epilog="SOURCE is an RDB file, a Redis server (redis://host:port/db, unix:///path, "
-        "host:port) or 'demo' (a synthetic state in memory).",
+        "host:port), a Redis Sentinel service (redis+sentinel://host:26379,host2/SERVICE) "
+        "or 'demo' (a synthetic state in memory).",
     )
     parser.add_argument("--version", action="version", version=f"telstate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -537,7 +542,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
 
     watch = command("watch", _watch, "print updates of keys on a Redis server until Ctrl-C")
-    watch.add_argument("source", metavar="SOURCE", help="redis://, rediss://, unix:// or host:port")
+    watch.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="redis://, rediss://, unix:// or redis+sentinel:// URL, or host:port",
+    )
     watch.add_argument("keys", metavar="KEY", nargs="+")
     watch.add_argument("--view", metavar="NAME", action="append", help=_VIEW_HELP)
     watch.add_argument(
