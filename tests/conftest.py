@@ -15,7 +15,7 @@ from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
 from .aio_facade import EventLoopThread, SyncFacade
-from .servers import RedisServer, SentinelDeployment
+from .servers import ClusterDeployment, RedisServer, SentinelDeployment
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +52,26 @@ def sentinel_url(sentinel_deployment: SentinelDeployment) -> str:
     return sentinel_deployment.url
 
 
+@pytest.fixture(scope="session")
+def cluster_deployment() -> Iterator[ClusterDeployment]:
+    """One Redis Cluster (3 primaries, a replica each) for the session.
+
+    Tests that fail it over or reshard it make their own.
+    """
+    deployment = ClusterDeployment()
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture
+def cluster_url(cluster_deployment: ClusterDeployment) -> str:
+    """The cluster's seed URL, its data flushed."""
+    cluster_deployment.flush()
+    return cluster_deployment.url
+
+
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
@@ -72,6 +92,10 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], telstate.Backend]] = {
     "sentinel": lambda request: RedisBackend.from_url(
         request.getfixturevalue("sentinel_url") + "?min_replicas=2"
     ),
+    # A Redis Cluster of 3 primaries, writes confirmed on each node's replica
+    "cluster": lambda request: RedisBackend.from_url(
+        request.getfixturevalue("cluster_url") + "?min_replicas=1"
+    ),
 }
 
 
@@ -87,6 +111,9 @@ AIO_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, EventLoopThread], Any]]
     ),
     "aio-sentinel": lambda request, runner: runner.run(
         AioRedisBackend.from_url(request.getfixturevalue("sentinel_url") + "?min_replicas=2")
+    ),
+    "aio-cluster": lambda request, runner: runner.run(
+        AioRedisBackend.from_url(request.getfixturevalue("cluster_url") + "?min_replicas=1")
     ),
 }
 

@@ -8,6 +8,7 @@ that kill or restart a server make their own RedisServer; give it
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too (so P <= 55535)."""
+    for _ in range(1000):
+        port = random.randint(20000, 30000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisServer:
     """A redis-server child process.
 
@@ -46,7 +65,11 @@ class RedisServer:
     """
 
     def __init__(
-        self, tcp: bool = False, args: tuple[str, ...] = (), preload: Path | None = None
+        self,
+        tcp: bool = False,
+        args: tuple[str, ...] = (),
+        preload: Path | None = None,
+        port: int | None = None,
     ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
@@ -59,7 +82,7 @@ class RedisServer:
         self._tmp = tempfile.TemporaryDirectory(prefix="telstate-redis-")
         self.dir = Path(self._tmp.name)
         self.socket_path = str(self.dir / "redis.sock")
-        self.port = free_port() if tcp else 0
+        self.port = port if port is not None else free_port() if tcp else 0
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         if preload is not None:
@@ -387,3 +410,128 @@ class SentinelDeployment:
             sentinel.close()
         for server in self.servers:
             server.close()
+
+
+class ClusterDeployment:
+    """A Redis Cluster on loopback: `primaries` primaries, each with `replicas` replicas.
+
+    Parameters
+    ----------
+    primaries, replicas
+        The shape of the cluster (slots spread evenly over the primaries).
+    node_timeout_ms
+        ``cluster-node-timeout``: how long a silent primary has before its replica
+        takes over.
+    args
+        Extra redis-server arguments for every node.
+    """
+
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 2000,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.nodes: list[RedisServer] = []
+        node_args = (
+            "--cluster-enabled", "yes",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-config-file", "nodes.conf",
+            "--repl-diskless-sync-delay", "0",
+            *args,
+        )  # fmt: skip
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.nodes.append(RedisServer(args=node_args, port=free_cluster_port()))
+            cli = shutil.which("redis-cli")
+            if cli is None:
+                pytest.fail("redis-cli is not on PATH: install redis-tools", pytrace=False)
+            subprocess.run(
+                [
+                    cli, "--cluster", "create",
+                    *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                    "--cluster-replicas", str(replicas), "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )  # fmt: skip
+            self.wait_ok()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        """A seed list naming every node."""
+        return "redis://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def node_at(self, port: int) -> RedisServer:
+        for node in self.nodes:
+            if node.port == port:
+                return node
+        raise KeyError(port)
+
+    def primaries(self) -> list[RedisServer]:
+        """The primaries, as a running node's CLUSTER SLOTS says."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            client = node.client()
+            try:
+                ports = {int(entry[2][1]) for entry in client.execute_command("CLUSTER", "SLOTS")}
+                return [self.node_at(port) for port in sorted(ports)]
+            except redis.ConnectionError:
+                continue
+            finally:
+                client.close()
+        raise RuntimeError("no node answers")
+
+    def node_of(self, key: bytes | str) -> RedisServer:
+        """The primary holding `key`."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            client = node.client()
+            try:
+                slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        return self.node_at(int(primary[1]))
+            finally:
+                client.close()
+        raise RuntimeError("no node answers")
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every running node says the cluster is ok and agrees on the slots."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                client = node.client()
+                try:
+                    info = client.execute_command("CLUSTER", "INFO").decode()
+                    states.append("cluster_state:ok" in info and "cluster_slots_ok:16384" in info)
+                except redis.RedisError:
+                    states.append(False)
+                finally:
+                    client.close()
+            if states and all(states):
+                return
+            assert time.monotonic() < deadline, "the cluster did not settle"
+            time.sleep(0.05)
+
+    def flush(self) -> None:
+        for primary in self.primaries():
+            client = primary.client()
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

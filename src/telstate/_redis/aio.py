@@ -47,6 +47,7 @@ from .session import (
     Command,
     Exchange,
     Node,
+    Parallel,
     Plan,
     Scripts,
     Topology,
@@ -403,6 +404,10 @@ class AsyncTransport:
                     reply = await self._exchange(effect)
                 except rules.Failure as exc:
                     failure = exc
+            elif isinstance(effect, Parallel):
+                reply = await asyncio.gather(
+                    *(self._exchange_or_failure(exchange) for exchange in effect.exchanges)
+                )
             else:
                 await self._pause(effect.seconds)
 
@@ -411,6 +416,12 @@ class AsyncTransport:
             raise ConnectionError(f"the backend for {self.describe()} is closed")
         connection = await self._connection(effect.node)
         return await connection.exchange(effect.payload, effect.count)
+
+    async def _exchange_or_failure(self, effect: Exchange) -> list[Any] | rules.Failure:
+        try:
+            return await self._exchange(effect)
+        except rules.Failure as exc:
+            return exc
 
     async def _pause(self, seconds: float) -> None:
         if self._changed is None:
@@ -708,9 +719,19 @@ class _AsyncHub:
 
     async def _connect(self) -> Connection:
         transport = self.transport
-        node = transport.topology.primary
+        topology = transport.topology
+        if topology.cluster is not None:  # any node hears every PUBLISH: try each
+            failure: rules.Failure | None = None
+            for address in topology.cluster.nodes():
+                try:
+                    return await transport.connect(Node(address), on_push=self._on_push)
+                except rules.Failure as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+        node = topology.primary
         if node is None:
-            node = await transport.drive(discover(transport.topology))
+            node = await transport.drive(discover(topology))
         return await transport.connect(node, on_push=self._on_push)
 
     async def _sleep(self, seconds: float) -> None:

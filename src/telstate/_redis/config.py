@@ -92,10 +92,11 @@ class ServerConfig:
     Attributes
     ----------
     kind
-        ``'server'`` (talk to `addresses[0]`) or ``'sentinel'`` (ask the sentinels at
-        `addresses` for the primary of `service`).
+        ``'server'`` (talk to `addresses[0]`, which may turn out to be a node of a
+        cluster), ``'sentinel'`` (ask the sentinels at `addresses` for the primary of
+        `service`) or ``'cluster'`` (`addresses` are nodes of a Redis Cluster).
     addresses
-        The server, or the sentinels.
+        The server, the sentinels, or some nodes of the cluster (seeds).
     service
         The sentinels' name for the deployment.
     db
@@ -117,7 +118,7 @@ class ServerConfig:
         Writes return once this many replicas have them too (``WAIT``); 0: don't wait.
     """
 
-    kind: Literal["server", "sentinel"]
+    kind: Literal["server", "sentinel", "cluster"]
     addresses: tuple[Address, ...]
     service: str = ""
     db: int = 0
@@ -166,6 +167,12 @@ class ServerConfig:
         if isinstance(address, str):
             return f"unix://{address}" + (f"?db={self.db}" if self.db else "")
         return f"{scheme}://{describe_address(address)}/{self.db}"
+
+    def describe_cluster(self, primaries: int) -> str:
+        """Where a cluster is (its seeds), for messages and reprs."""
+        scheme = "rediss" if self.tls is not None else "redis"
+        hosts = ",".join(describe_address(address) for address in self.addresses)
+        return f"{scheme}://{hosts}/{self.db} (cluster of {primaries} primaries)"
 
     def replace(self, **changes: Any) -> ServerConfig:
         """A copy with some fields changed (and checked)."""
@@ -299,7 +306,7 @@ def parse_url(url: str, **options: Any) -> ServerConfig:
         if has_password and password:  # an empty password is none, as in redis-py
             values.setdefault("password", unquote(password))
     path = unquote(parts.path)
-    kind: Literal["server", "sentinel"] = "server"
+    kind: Literal["server", "sentinel", "cluster"] = "server"
     service = ""
     if scheme == "unix":
         if hosts:
@@ -319,7 +326,7 @@ def parse_url(url: str, **options: Any) -> ServerConfig:
     else:
         addresses = _split_hosts(hosts, DEFAULT_PORT)
         if len(addresses) > 1:
-            raise ValueError("a redis:// URL names one server (use redis+sentinel:// for Sentinel)")
+            kind = "cluster"  # seeds: some nodes of a cluster
         segment = path.strip("/")
         if segment:
             values.setdefault("db", _db(segment))

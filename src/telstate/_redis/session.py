@@ -30,13 +30,17 @@ from .._errors import TimeoutError
 from . import rules
 from .config import Address, ServerConfig, describe_address
 from .errors import RedisConnectionError, RedisUnconfirmedWriteError
+from .cluster import Each, SlotMap, command_key, key_slot, redirection
 from .hub import Hold, SentinelEvent, Switch
 from .resp import error_code, first_error, pack
 
 __all__ = [
     "Exchange",
     "Node",
+    "Parallel",
     "Pause",
+    "Targeted",
+    "Transaction",
     "Plan",
     "Script",
     "Scripts",
@@ -44,6 +48,8 @@ __all__ = [
     "call",
     "check_handshake",
     "discover",
+    "first_contact",
+    "refresh_slots",
     "handshake_commands",
 ]
 
@@ -80,7 +86,17 @@ class Pause:
     seconds: float
 
 
-Effect = Exchange | Pause
+@dataclass(frozen=True, slots=True)
+class Parallel:
+    """Effect: several exchanges with different nodes at once.
+
+    Reply: for each exchange, its replies or the :class:`~.rules.Failure` it met.
+    """
+
+    exchanges: tuple[Exchange, ...]
+
+
+Effect = Exchange | Pause | Parallel
 Plan = Generator[Effect, Any, _T]
 
 
@@ -92,7 +108,26 @@ class Script(NamedTuple):
     args: Sequence[bytes] = ()
 
 
-Command = Sequence[Any] | Script
+class Transaction(NamedTuple):
+    """Commands run atomically (MULTI ... EXEC) on one node; the reply is EXEC's (or the
+    first error a command met while being queued)."""
+
+    commands: Sequence[Sequence[Any]]
+
+
+class Targeted(NamedTuple):
+    """A command for one node of a cluster (on one server: for the server)."""
+
+    address: Address
+    command: Sequence[Any]
+
+
+Command = Sequence[Any] | Script | Transaction | Each | Targeted
+
+
+def _simple(commands: Sequence[Command]) -> bool:
+    """Whether every command is one RESP command (the hot path)."""
+    return all(type(command) is tuple or type(command) is Script for command in commands)
 
 
 class Scripts:
@@ -103,7 +138,7 @@ class Scripts:
         self.shas = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in texts.items()}
         self.load_payload = pack([("SCRIPT", "LOAD", text) for text in self.texts.values()])
 
-    def expand(self, command: Command) -> Sequence[Any]:
+    def expand(self, command: Sequence[Any] | Script) -> Sequence[Any]:
         """The words of a command (EVALSHA for a script)."""
         if isinstance(command, Script):
             return (
@@ -114,6 +149,22 @@ class Scripts:
                 *command.args,
             )
         return command
+
+    def words(self, command: Command) -> list[Sequence[Any]]:
+        """The RESP commands that carry `command` (several for a transaction)."""
+        if isinstance(command, Transaction):
+            return [("MULTI",), *command.commands, ("EXEC",)]
+        if isinstance(command, Each | Targeted):
+            return [command.command]
+        return [self.expand(command)]
+
+
+def _collapse(command: Command, replies: Sequence[Any]) -> Any:
+    """The reply of `command` from the replies of its RESP commands."""
+    if isinstance(command, Transaction):
+        queued = first_error(replies[:-1])
+        return queued if queued is not None else replies[-1]
+    return replies[0]
 
 
 class Topology:
@@ -138,6 +189,8 @@ class Topology:
         self.down_after = 0.0
         #: Until when writes are held: a failover is under way (monotonic time).
         self.held_until = 0.0
+        #: With Redis Cluster: which node holds each slot (None: not a cluster).
+        self.cluster: SlotMap | None = None
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -147,8 +200,26 @@ class Topology:
 
     def describe(self) -> str:
         """Where this is (with the current primary behind Sentinel), never with a password."""
+        if self.cluster is not None:
+            return self.config.describe_cluster(len(self.cluster.primaries))
         primary = self.primary.address if self.primary is not None else None
         return self.config.describe(primary if self.sentinel else None)
+
+    def learn_node_timeout(self, replies: dict[Address, Any]) -> None:
+        """Size the retry window from ``CONFIG GET cluster-node-timeout`` (if allowed):
+        a failed primary's slots come back after about twice that."""
+        for reply in replies.values():
+            if isinstance(reply, list) and len(reply) == 2:
+                self.down_after = 2.5 * int(reply[1]) / 1000.0
+                return
+        self.down_after = 2.5 * 15.0  # redis-server's default node timeout
+
+    def set_cluster(self, slots: SlotMap) -> None:
+        """The deployment is a cluster whose slots are where `slots` says."""
+        self.cluster = slots
+        if self.primary is None or self.primary.address not in slots.replicas:
+            # where commands without a key (and the pub/sub hub) go: any primary
+            self.primary = Node(slots.primaries[0])
 
     def window(self) -> float:
         """Seconds to keep retrying after a failure (a failover must fit in with Sentinel)."""
@@ -365,9 +436,18 @@ def call(
     telstate.TimeoutError
         The `deadline` passed first.
     """
+    if topology.cluster is not None:
+        return (yield from _call_cluster(topology, scripts, commands, writes, deadline, retry))
     config = topology.config
-    count = len(commands)
-    payload = pack(scripts.expand(command) for command in commands)
+    simple = _simple(commands)
+    if simple:
+        units: list[list[Sequence[Any]]] = []
+        count = len(commands)
+        payload = pack(scripts.expand(command) for command in commands)  # type: ignore[arg-type]
+    else:
+        units = [scripts.words(command) for command in commands]
+        count = sum(len(unit) for unit in units)
+        payload = pack(words for unit in units for words in unit)
     need = config.min_replicas if writes else 0
     if need:
         payload += pack([("WAIT", need, WAIT_MS)])
@@ -389,7 +469,11 @@ def call(
             _check_replies(replies[:count])
             if need:
                 _check_acknowledged(replies[count], need)
-            return list(replies[:count])
+            if simple:
+                return list(replies[:count])
+            if topology.cluster is not None:  # MOVED: a cluster after all (see first_contact)
+                raise rules.Dropped("the server is part of a cluster")
+            return _assemble(commands, units, replies, node)
         except rules.Failure as failure:
             problem = failure
         if not _may_retry(topology, problem, retry):
@@ -405,6 +489,240 @@ def call(
                 )
             raise _final_error(topology, problem)
         yield Pause(pause)
+
+
+def _assemble(
+    commands: Sequence[Command], units: list[list[Sequence[Any]]], replies: Sequence[Any], node: Node
+) -> list[Any]:
+    """Each command's reply from the replies of its RESP commands (one server)."""
+    out: list[Any] = []
+    position = 0
+    for command, unit in zip(commands, units, strict=True):
+        reply = _collapse(command, replies[position : position + len(unit)])
+        position += len(unit)
+        out.append({node.address: reply} if isinstance(command, Each) else reply)
+    return out
+
+
+#: Redirections followed within one attempt before refreshing the slots instead.
+MAX_REDIRECTIONS = 16
+
+
+def _route(topology: Topology, scripts: Scripts, command: Command) -> Address:
+    """The node a cluster command goes to."""
+    slots = topology.cluster
+    assert slots is not None
+    if isinstance(command, Targeted):
+        return command.address
+    if isinstance(command, Script):
+        key: bytes | None = command.keys[0] if command.keys else None
+    elif isinstance(command, Transaction):
+        key = command_key(command.commands[0])
+    else:
+        key = command_key(command)  # type: ignore[arg-type]
+    owner = slots.owner[key_slot(key)] if key is not None else None
+    return owner if owner is not None else slots.primaries[0]
+
+
+def _call_cluster(
+    topology: Topology,
+    scripts: Scripts,
+    commands: Sequence[Command],
+    writes: bool,
+    deadline: float | None,
+    retry: bool,
+) -> Plan[list[Any]]:
+    """:func:`call` on a cluster: each command to the node of its key, nodes in parallel.
+
+    Commands for one node keep their order (one pipeline); nodes are not ordered
+    with each other (a plan that needs it waits for one batch before the next).
+    ``MOVED`` updates the slot map and resends at once, ``ASK`` resends once after
+    ``ASKING``; failures, ``TRYAGAIN`` and ``CLUSTERDOWN`` pause, refresh the slot map
+    from any node, and resend what did not succeed (writes are idempotent).
+    """
+    slots = topology.cluster
+    assert slots is not None
+    # (command index, command) for each piece: an Each is one piece per primary
+    pieces: list[tuple[int, Command]] = []
+    for index, command in enumerate(commands):
+        if isinstance(command, Each):
+            pieces += [(index, Targeted(address, command.command)) for address in slots.primaries]
+        else:
+            pieces.append((index, command))
+    results: list[Any] = [None] * len(pieces)
+    done = [False] * len(pieces)
+    asking: dict[int, Address] = {}
+    need = topology.config.min_replicas if writes else 0
+    clock = rules.RetryClock(topology.window, deadline, rules.MAX_PAUSE)
+    redirections = 0
+    pending = list(range(len(pieces)))
+    while pending:
+        groups: dict[Address, list[int]] = {}
+        for piece in pending:
+            address = asking.get(piece) or _route(topology, scripts, pieces[piece][1])
+            groups.setdefault(address, []).append(piece)
+        plans: list[tuple[Address, list[int], list[int]]] = []
+        exchanges: list[Exchange] = []
+        for address, group in groups.items():
+            words: list[Sequence[Any]] = []
+            sizes = []
+            for piece in group:
+                unit = scripts.words(pieces[piece][1])
+                if piece in asking:
+                    unit = [("ASKING",), *unit]
+                words += unit
+                sizes.append(len(unit))
+            if need:
+                words.append(("WAIT", need, WAIT_MS))
+            plans.append((address, group, sizes))
+            exchanges.append(Exchange(Node(address), pack(words), len(words)))
+        outcomes = yield Parallel(tuple(exchanges))
+        again: list[int] = []  # at once (redirected, scripts loaded)
+        later: list[int] = []  # after a pause and a fresh slot map
+        problem: rules.Failure | None = None
+        for (address, group, sizes), outcome in zip(plans, outcomes, strict=True):
+            if isinstance(outcome, rules.Failure):
+                if outcome.action is rules.Action.FAIL:
+                    raise _final_error(topology, outcome)
+                problem = outcome
+                later += group
+                continue
+            if need and not _acknowledged(outcome[-1], need):
+                problem = rules.NotConfirmed(
+                    f"{describe_address(address)}: only {outcome[-1]} of the {need} replicas "
+                    "required acknowledged the writes"
+                )
+                later += group
+                continue
+            position = 0
+            noscript = False
+            for piece, size in zip(group, sizes, strict=True):
+                unit_replies = outcome[position : position + size]
+                position += size
+                if piece in asking:
+                    unit_replies = unit_replies[1:]
+                reply = _collapse(pieces[piece][1], unit_replies)
+                if isinstance(reply, BaseException):
+                    moved = redirection(reply)
+                    if moved is not None:
+                        kind, slot, target = moved
+                        if isinstance(target, tuple) and not target[0]:
+                            # "MOVED 3999 :6380": on the host that answered
+                            host = address[0] if isinstance(address, tuple) else ""
+                            target = (host, target[1])
+                        redirections += 1
+                        if kind == "MOVED":
+                            slots.moved(slot, target)
+                            asking.pop(piece, None)
+                        else:
+                            asking[piece] = target
+                        (again if redirections <= MAX_REDIRECTIONS else later).append(piece)
+                        continue
+                    if _noscript(reply):
+                        noscript = True
+                        again.append(piece)
+                        continue
+                    if error_code(reply) in ("TRYAGAIN", "CLUSTERDOWN") or (
+                        rules.classify_reply(reply) in (rules.Action.RETRY, rules.Action.REDISCOVER)
+                    ):
+                        problem = rules.Dropped(f"{describe_address(address)} answered {reply}")
+                        later.append(piece)
+                        continue
+                    if rules.classify_reply(reply) is rules.Action.FAIL:
+                        raise _final_error(topology, rules.Refused(f"refused access: {reply}"))
+                results[piece] = reply
+                done[piece] = True
+                asking.pop(piece, None)
+            if noscript:
+                loaded = yield Exchange(Node(address), scripts.load_payload, len(scripts.texts))
+                _check_loaded(loaded)
+        pending = sorted(again)
+        if later:
+            assert problem is not None
+            if not retry:
+                raise _final_error(topology, problem)
+            now = time.monotonic()
+            pause = clock.next_pause(now)
+            if pause is None:
+                if clock.past_deadline(now):
+                    raise TimeoutError(
+                        f"gave up at the deadline: {topology.describe()}: {problem}"
+                    )
+                raise _final_error(topology, problem)
+            yield Pause(pause)
+            try:
+                yield from refresh_slots(topology)
+            except rules.Failure as exc:
+                problem = exc
+            slots = topology.cluster
+            assert slots is not None
+            redirections = 0
+            pending = sorted(set(pending) | set(later))
+    out: list[Any] = []
+    for index, command in enumerate(commands):
+        if isinstance(command, Each):
+            out.append(
+                {
+                    pieces[piece][1].address: results[piece]  # type: ignore[union-attr]
+                    for piece in range(len(pieces))
+                    if pieces[piece][0] == index
+                }
+            )
+        else:
+            out.append(next(results[p] for p in range(len(pieces)) if pieces[p][0] == index))
+    return out
+
+
+def _acknowledged(reply: Any, need: int) -> bool:
+    if isinstance(reply, BaseException):
+        if rules.is_access_refusal(reply):
+            raise rules.Refused(f"refused access: {reply}")
+        return False
+    return int(reply) >= need
+
+
+def refresh_slots(topology: Topology) -> Plan[None]:
+    """Ask the nodes we know (then the seeds) which node holds each slot."""
+    known = topology.cluster.nodes() if topology.cluster is not None else []
+    seeds = [address for address in topology.config.addresses if address not in known]
+    problems = []
+    for address in [*known, *seeds]:
+        try:
+            (reply,) = yield Exchange(Node(address), pack([("CLUSTER", "SLOTS")]), 1)
+        except rules.Refused:
+            raise
+        except rules.Failure as exc:
+            problems.append(f"{describe_address(address)}: {exc}")
+            continue
+        if isinstance(reply, list) and reply:
+            slots = SlotMap(reply)
+            if slots.complete or address == [*known, *seeds][-1]:
+                topology.set_cluster(slots)
+                return
+            problems.append(f"{describe_address(address)}: slots not all covered")
+    raise rules.NoPrimary("no cluster node could say where the slots are: " + "; ".join(problems))
+
+
+def first_contact(topology: Topology, scripts: Scripts) -> Plan[None]:
+    """A new backend's first exchange, not retried (see :func:`call`); it also finds out
+    whether the server is part of a cluster (then its slot map is fetched)."""
+    config = topology.config
+    if config.kind == "cluster":
+        try:
+            yield from refresh_slots(topology)
+        except rules.Failure as exc:
+            raise _final_error(topology, exc) from None
+        return
+    if config.kind == "sentinel":
+        yield from call(topology, scripts, [("PING",)], retry=False)
+        return
+    _, slots = yield from call(topology, scripts, [("PING",), ("CLUSTER", "SLOTS")], retry=False)
+    if isinstance(slots, list) and slots:
+        topology.set_cluster(SlotMap(slots))
+        (timeout,) = yield from call(
+            topology, scripts, [Each(("CONFIG", "GET", "cluster-node-timeout"))]
+        )
+        topology.learn_node_timeout(timeout)
 
 
 def _may_retry(topology: Topology, problem: rules.Failure, retry: bool) -> bool:

@@ -55,6 +55,7 @@ from .session import (
     Command,
     Exchange,
     Node,
+    Parallel,
     Plan,
     Scripts,
     Topology,
@@ -98,6 +99,10 @@ class SocketConnection:
     def exchange(self, payload: bytes, count: int) -> list[Any]:
         """Send `payload`, return `count` replies."""
         self.send(payload)
+        return self.receive(count)
+
+    def receive(self, count: int) -> list[Any]:
+        """The next `count` replies."""
         replies: list[Any] = []
         reader = self.reader
         while len(replies) < count:
@@ -174,6 +179,9 @@ class ClientConnection:
 
     def exchange(self, payload: bytes, count: int) -> list[Any]:
         self.send(payload)
+        return self.receive(count)
+
+    def receive(self, count: int) -> list[Any]:
         return [self._read_one() for _ in range(count)]
 
     def send(self, payload: bytes) -> None:
@@ -342,6 +350,8 @@ class SyncTransport:
                     reply = self._exchange(effect)
                 except rules.Failure as exc:
                     failure = exc
+            elif isinstance(effect, Parallel):
+                reply = self._parallel(effect)
             else:
                 self._pause(effect.seconds)
 
@@ -356,6 +366,42 @@ class SyncTransport:
             raise
         self._checkin(connection)
         return replies
+
+    def _parallel(self, effect: Parallel) -> list[list[Any] | rules.Failure]:
+        """Several exchanges at once: every payload is sent, then the replies are read."""
+        if self._closed:
+            raise ConnectionError(f"the backend for {self.describe()} is closed")
+        results: list[list[Any] | rules.Failure] = []
+        sent: list[tuple[int, Connection]] = []
+        try:
+            for exchange in effect.exchanges:
+                results.append([])
+                try:
+                    connection = self._checkout(exchange.node)
+                except rules.Failure as exc:
+                    results[-1] = exc
+                    continue
+                try:
+                    connection.send(exchange.payload)
+                except rules.Failure as exc:
+                    self._discard(connection)
+                    results[-1] = exc
+                    continue
+                sent.append((len(results) - 1, connection))
+            while sent:
+                index, connection = sent.pop(0)
+                try:
+                    results[index] = connection.receive(effect.exchanges[index].count)
+                except rules.Failure as exc:
+                    self._discard(connection)
+                    results[index] = exc
+                    continue
+                self._checkin(connection)
+        except BaseException:
+            for _, connection in sent:
+                self._discard(connection)
+            raise
+        return results
 
     def _pause(self, seconds: float) -> None:
         epoch = self.topology.epoch
@@ -746,9 +792,19 @@ class _SyncHub:
 
     def _connect(self) -> Connection:
         transport = self.transport
-        node = transport.topology.primary
+        topology = transport.topology
+        if topology.cluster is not None:  # any node hears every PUBLISH: try each
+            failure: rules.Failure | None = None
+            for address in topology.cluster.nodes():
+                try:
+                    return transport.connect(Node(address))
+                except rules.Failure as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+        node = topology.primary
         if node is None:
-            node = transport.drive(discover(transport.topology))
+            node = transport.drive(discover(topology))
         return transport.connect(node)
 
     def _sleep(self, seconds: float) -> None:

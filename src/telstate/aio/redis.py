@@ -23,7 +23,7 @@ from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.aio import AsyncSubscription as _HubSubscription
 from .._redis.aio import AsyncTransport
-from .._redis.session import Scripts, call
+from .._redis.session import Scripts, first_contact
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
@@ -75,9 +75,7 @@ class RedisBackend(AsyncBackend):
         """PING without retries: an unreachable server or refused credentials fail at once."""
         transport = self._transport
         try:
-            await transport.drive(
-                call(transport.topology, transport.scripts, [("PING",)], retry=False)
-            )
+            await transport.drive(first_contact(transport.topology, transport.scripts))
         except BaseException:
             await self.wait_closed()
             raise
@@ -155,6 +153,15 @@ class RedisBackend(AsyncBackend):
         return self._transport.describe()
 
     @property
+    def _cluster(self) -> bool:
+        return self._transport.topology.cluster is not None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the data is on a Redis (or Valkey) Cluster."""
+        return self._cluster
+
+    @property
     def min_replicas(self) -> int:
         """Replicas that must have each write before it returns (0: no waiting)."""
         return self._transport.config.min_replicas
@@ -199,13 +206,13 @@ class RedisBackend(AsyncBackend):
     # -- reads
 
     async def get(self, keys: Sequence[bytes]) -> Found | None:
-        return await self._run(proto.get_plan(keys))  # type: ignore[no-any-return]
+        return await self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     async def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        return await self._run(proto.key_type_plan(keys))  # type: ignore[no-any-return]
+        return await self._run(proto.key_type_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     async def exists(self, keys: Sequence[bytes]) -> bool:
-        return await self._run(proto.exists_plan(keys))  # type: ignore[no-any-return]
+        return await self._run(proto.exists_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     async def keys(self, pattern: bytes) -> list[bytes]:
         return await self._run(proto.keys_plan(pattern))  # type: ignore[no-any-return]
@@ -213,10 +220,10 @@ class RedisBackend(AsyncBackend):
     async def get_indexed(
         self, keys: Sequence[bytes], sub_key: bytes
     ) -> tuple[int, bytes | None] | None:
-        return await self._run(proto.get_indexed_plan(keys, sub_key))  # type: ignore[no-any-return]
+        return await self._run(proto.get_indexed_plan(keys, sub_key, self._cluster))  # type: ignore[no-any-return]
 
     async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        return await self._run(proto.get_range_plan(keys, query))  # type: ignore[no-any-return]
+        return await self._run(proto.get_range_plan(keys, query, self._cluster))  # type: ignore[no-any-return]
 
     async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return await self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
@@ -246,10 +253,10 @@ class RedisBackend(AsyncBackend):
         return await self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
 
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
-        return await self._run(proto.write_batch_plan(writes))  # type: ignore[no-any-return]
+        return await self._run(proto.write_batch_plan(writes, self._cluster))  # type: ignore[no-any-return]
 
     async def delete(self, keys: Sequence[bytes]) -> None:
-        await self._run(proto.delete_plan(keys))
+        await self._run(proto.delete_plan(keys, self._cluster))
 
     async def clear(self) -> None:
         await self._run(proto.clear_plan())

@@ -31,7 +31,8 @@ from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._redis.rules import is_access_refusal
-from .._redis.session import Script
+from .._redis.cluster import Each, key_slot, slot_groups
+from .._redis.session import Command, Script, Targeted, Transaction
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from .base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
@@ -236,8 +237,11 @@ def range_commands(keys: Sequence[bytes], query: RangeQuery) -> list[tuple[Any, 
     return commands
 
 
-def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) -> SampleBatch | None:
-    """Result of :func:`range_commands`: the samples of the first key that exists."""
+def range_hit(
+    keys: Sequence[bytes], query: RangeQuery, replies: list[Any]
+) -> tuple[int, SampleBatch | Exception] | None:
+    """From the replies of :func:`range_commands`: (index, samples) of the first key that
+    exists (the error if it is not a sensor), or None."""
     per_key = 1 + query.previous + query.scan
     for i, key in enumerate(keys):
         kind = replies[i * per_key]
@@ -247,13 +251,23 @@ def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) ->
         key_type = TYPE_NAMES.get(kind)  # None here: a Redis type telstate does not use
         if key_type is not KeyType.MUTABLE:
             if per_key > 1:
-                raise wrong_type(key, KeyType.MUTABLE, key_type)
-            return EMPTY_BATCH
+                return i, wrong_type(key, KeyType.MUTABLE, key_type)
+            return i, EMPTY_BATCH
         members: list[bytes] = []
         for reply in replies[i * per_key + 1 : (i + 1) * per_key]:
             members.extend(answer(reply, key))
-        return SampleBatch.from_members(members)
+        return i, SampleBatch.from_members(members)
     return None
+
+
+def parse_range(keys: Sequence[bytes], query: RangeQuery, replies: list[Any]) -> SampleBatch | None:
+    """The samples of the first key that exists, from :func:`range_commands`' replies."""
+    hit = range_hit(keys, query, replies)
+    if hit is None:
+        return None
+    if isinstance(hit[1], Exception):
+        raise hit[1]
+    return hit[1]
 
 
 def channel_key(channel: bytes) -> bytes:
@@ -282,13 +296,14 @@ def parse_message(key: bytes, payload: bytes, key_type: KeyType | None) -> KeyUp
 BatchCall = tuple[str, list[bytes], list[bytes], list[int]]
 
 
-def batch_calls(writes: Sequence[Write]) -> list[BatchCall]:
+def batch_calls(writes: Sequence[Write], cluster: bool = False) -> list[BatchCall]:
     """Script calls carrying a batch's writes, in order.
 
     Neighbouring writes of the same kind share a call (immutables of any keys,
-    samples or sub-keys of one key), so a sensor's run of samples costs one call
-    per :data:`BATCH_CHUNK`; the order of the writes is kept exactly, so "write
-    the data, then set the flag that says it is there" stays safe.
+    samples or sub-keys of one key; on a cluster, immutables of one slot), so a
+    sensor's run of samples costs one call per :data:`BATCH_CHUNK`; the order of the
+    writes is kept exactly, so "write the data, then set the flag that says it is
+    there" stays safe (see :func:`write_rounds` for a cluster).
     """
     calls: list[BatchCall] = []
     script = ""
@@ -309,7 +324,13 @@ def batch_calls(writes: Sequence[Write]) -> list[BatchCall]:
             calls
             and name == script
             and len(calls[-1][3]) < BATCH_CHUNK
-            and (name == "set_immutable_many" or calls[-1][1][0] == write.key)
+            and (
+                calls[-1][1][0] == write.key
+                or (
+                    name == "set_immutable_many"
+                    and (not cluster or key_slot(calls[-1][1][0]) == key_slot(write.key))
+                )
+            )
         ):
             last = calls[-1]
             if name == "set_immutable_many":
@@ -430,7 +451,7 @@ _T = TypeVar("_T")
 class Batch:
     """Commands sent in one round trip; `writes` if they change data (see ``min_replicas``)."""
 
-    commands: Sequence[Sequence[Any] | Script]
+    commands: Sequence[Command]
     writes: bool = False
 
 
@@ -451,47 +472,143 @@ def answer(reply: Any, key: bytes | None = None) -> Any:
     return reply
 
 
-def get_plan(keys: Sequence[bytes]) -> Plan[Found | None]:
-    (reply,) = yield Batch([Script("get", keys)])
-    return parse_found(answer(reply, keys[0]))
+# A read through a view on a cluster: the view's candidate keys live in different slots,
+# so each slot's candidates are read by one command (in parallel), and the highest-
+# priority candidate found wins.  That answer must be one a single server could have
+# given.  Keys are only ever created (except by delete and clear), so a key seen
+# absent was absent at every earlier moment and a key seen present stays present:
+# if every candidate before the winner is seen absent *after* the winner was read,
+# the answer is what a single server would have said at the moment the winner was
+# read.  Candidates in the winner's own slot were read with it, atomically; those in
+# other slots are checked again with EXISTS once the winner is known, and if one has
+# appeared meanwhile the view is read again (this ends: keys only appear).
 
 
-def key_type_plan(keys: Sequence[bytes]) -> Plan[KeyType | None]:
-    kinds = yield Batch([("TYPE", key) for key in keys])
-    for kind in kinds:
+def _view_read(
+    keys: Sequence[bytes],
+    cluster: bool,
+    command_for: Any,
+    hit_of: Any,
+) -> Plan[tuple[int, Any] | None]:
+    """The first of `keys` that exists and what reading it gave, as one server would say.
+
+    `command_for(group)` reads a list of same-slot keys in one command; `hit_of(group,
+    reply)` gives (index in group, result) for its first existing key, or None; a
+    result that is an exception is raised only if its key wins.
+    """
+    groups = slot_groups(keys) if cluster and len(keys) > 1 else [list(range(len(keys)))]
+    while True:
+        replies = yield Batch([command_for([keys[i] for i in group]) for group in groups])
+        best: tuple[int, Any] | None = None
+        winner_group: list[int] = []
+        for group, reply in zip(groups, replies, strict=True):
+            hit = hit_of([keys[i] for i in group], reply)
+            if hit is not None and (best is None or group[hit[0]] < best[0]):
+                best = (group[hit[0]], hit[1])
+                winner_group = group
+        if best is None:
+            return None
+        earlier = [i for i in range(best[0]) if i not in winner_group]
+        if earlier:
+            rechecks = slot_groups([keys[i] for i in earlier])
+            counts = yield Batch(
+                [("EXISTS", *(keys[earlier[j]] for j in group)) for group in rechecks]
+            )
+            if any(answer(count) for count in counts):
+                continue  # a candidate of higher priority appeared: read the view again
+        if isinstance(best[1], BaseException):
+            raise best[1]
+        return best
+
+
+def _found_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
+    found = parse_found(answer(reply, group[0]))
+    return None if found is None else (found[0], found)
+
+
+def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:
+    if len(keys) == 1 or not cluster:  # the hot path: one script, one round trip
+        (reply,) = yield Batch([Script("get", keys)])
+        return parse_found(answer(reply, keys[0]))
+    best = yield from _view_read(keys, cluster, lambda group: Script("get", group), _found_hit)
+    if best is None:
+        return None
+    index, found = best
+    return index, found[1], found[2], found[3]
+
+
+def _type_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
+    for i, kind in enumerate(answer(reply)):
         if answer(kind) != b"none":
-            return TYPE_NAMES.get(kind)
+            return i, TYPE_NAMES.get(kind)
     return None
 
 
-def exists_plan(keys: Sequence[bytes]) -> Plan[bool]:
-    (count,) = yield Batch([("EXISTS", *keys)])
-    return bool(answer(count))
+def key_type_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[KeyType | None]:
+    best = yield from _view_read(
+        keys, cluster, lambda group: Transaction([("TYPE", key) for key in group]), _type_hit
+    )
+    return None if best is None else best[1]
+
+
+def exists_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[bool]:
+    """Whether any of `keys` exists (no recheck needed: each was seen at some moment,
+    and if all were absent, all were at the earliest of those moments)."""
+    groups = slot_groups(keys) if cluster and len(keys) > 1 else [list(range(len(keys)))]
+    counts = yield Batch([("EXISTS", *(keys[i] for i in group)) for group in groups])
+    return any(answer(count) for count in counts)
 
 
 def keys_plan(pattern: bytes) -> Plan[list[bytes]]:
+    """Every key matching `pattern`: SCAN on every primary (one, on a single server)."""
     found: set[bytes] = set()
-    cursor: Any = b"0"
+    command = ("SCAN", 0, "MATCH", pattern, "COUNT", SCAN_COUNT)
+    (replies,) = yield Batch([Each(command)])
     while True:
-        (reply,) = yield Batch([("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)])
-        cursor, batch = answer(reply)
-        found.update(batch)
-        if cursor in (b"0", 0):
+        cursors = {}
+        for node, reply in replies.items():
+            cursor, batch = answer(reply)
+            found.update(batch)
+            if cursor not in (b"0", 0):
+                cursors[node] = cursor
+        if not cursors:
             return list(found)
+        more = yield Batch(
+            [
+                Targeted(node, ("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
+                for node, cursor in cursors.items()
+            ]
+        )
+        replies = dict(zip(cursors, more, strict=True))
+
+
+def _indexed_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
+    parsed = parse_get_indexed(answer(reply, group[0]))
+    return None if parsed is None else (parsed[0], parsed[1])
 
 
 def get_indexed_plan(
-    keys: Sequence[bytes], sub_key: bytes
+    keys: Sequence[bytes], sub_key: bytes, cluster: bool = False
 ) -> Plan[tuple[int, bytes | None] | None]:
-    (reply,) = yield Batch([Script("get_indexed", keys, [sub_key])])
-    return parse_get_indexed(answer(reply, keys[0]))
+    if len(keys) == 1 or not cluster:
+        (reply,) = yield Batch([Script("get_indexed", keys, [sub_key])])
+        return parse_get_indexed(answer(reply, keys[0]))
+    best = yield from _view_read(
+        keys, cluster, lambda group: Script("get_indexed", group, [sub_key]), _indexed_hit
+    )
+    return best
 
 
-def get_range_plan(keys: Sequence[bytes], query: RangeQuery) -> Plan[SampleBatch | None]:
-    replies = yield Batch([("MULTI",), *range_commands(keys, query), ("EXEC",)])
-    for reply in replies[:-1]:
-        answer(reply)  # a command refused while queueing aborts EXEC
-    return parse_range(keys, query, answer(replies[-1]))
+def get_range_plan(
+    keys: Sequence[bytes], query: RangeQuery, cluster: bool = False
+) -> Plan[SampleBatch | None]:
+    best = yield from _view_read(
+        keys,
+        cluster,
+        lambda group: Transaction(range_commands(group, query)),
+        lambda group, reply: range_hit(group, query, answer(reply)),
+    )
+    return None if best is None else best[1]
 
 
 def set_immutable_plan(key: bytes, value: bytes) -> Plan[bytes | None]:
@@ -509,11 +626,41 @@ def set_indexed_plan(key: bytes, sub_key: bytes, value: bytes) -> Plan[bytes | N
     return answer(reply, key)  # type: ignore[no-any-return]
 
 
-def write_batch_plan(writes: Sequence[Write]) -> Plan[list[bytes | ImmutableKeyError | None]]:
-    calls = batch_calls(writes)
-    replies = yield Batch(
-        [Script(script, keys, args) for script, keys, args, _ in calls], writes=True
-    )
+def write_rounds(calls: list[BatchCall], cluster: bool) -> list[list[BatchCall]]:
+    """The calls of a batch in rounds, each round sent once the previous one is applied.
+
+    One server applies a batch in order (one round).  A cluster applies each node's
+    part in order but the nodes in parallel, so an immutable or a sub-key (which
+    readers may take as a "done" flag) starts a new round when writes to other
+    slots come before it: it is never visible before them.  Sensor samples between
+    two such writes go to their nodes in parallel.
+    """
+    if not cluster:
+        return [calls]
+    rounds: list[list[BatchCall]] = []
+    current: list[BatchCall] = []
+    slots: set[int] = set()
+    for call in calls:
+        slot = key_slot(call[1][0])
+        if call[0] != "add_mutable_many" and slots - {slot}:
+            rounds.append(current)
+            current, slots = [], set()
+        current.append(call)
+        slots.add(slot)
+    if current:
+        rounds.append(current)
+    return rounds
+
+
+def write_batch_plan(
+    writes: Sequence[Write], cluster: bool = False
+) -> Plan[list[bytes | ImmutableKeyError | None]]:
+    calls = batch_calls(writes, cluster)
+    replies: list[Any] = []
+    for round_ in write_rounds(calls, cluster):
+        replies += yield Batch(
+            [Script(script, keys, args) for script, keys, args, _ in round_], writes=True
+        )
     return parse_batch(writes, calls, replies)
 
 
@@ -553,14 +700,18 @@ def dumps_plan(keys: Sequence[bytes]) -> Plan[list[bytes | None]]:
     ]
 
 
-def delete_plan(keys: Sequence[bytes]) -> Plan[None]:
-    (reply,) = yield Batch([("UNLINK", *keys)], writes=True)
-    answer(reply)
+def delete_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[None]:
+    groups = slot_groups(keys) if cluster and len(keys) > 1 else [list(range(len(keys)))]
+    replies = yield Batch([("UNLINK", *(keys[i] for i in group)) for group in groups], writes=True)
+    for reply in replies:
+        answer(reply)
 
 
 def clear_plan() -> Plan[None]:
-    (reply,) = yield Batch([("FLUSHDB", "ASYNC")], writes=True)
-    answer(reply)
+    """Remove every key: FLUSHDB on every primary (one, on a single server)."""
+    (replies,) = yield Batch([Each(("FLUSHDB", "ASYNC"))], writes=True)
+    for reply in replies.values():
+        answer(reply)
 
 
 def restore_plan(batch: Sequence[tuple[bytes, bytes]]) -> Plan[list[bytes]]:
@@ -603,16 +754,23 @@ def parse_info(text: bytes) -> dict[str, str]:
 
 def server_info_plan(db: int) -> Plan[dict[str, str]]:
     """What the server says of itself: product, version, memory, keys in the database."""
-    server, memory, size = yield Batch([("INFO", "server"), ("INFO", "memory"), ("DBSIZE",)])
-    fields = {**parse_info(answer(server)), **parse_info(answer(memory))}
+    servers, memories, sizes = yield Batch(
+        [Each(("INFO", "server")), Each(("INFO", "memory")), Each(("DBSIZE",))]
+    )
+    fields = parse_info(answer(next(iter(servers.values()))))
     valkey = "valkey_version" in fields
-    return {
+    used = [parse_info(answer(reply)) for reply in memories.values()]
+    info = {
         "product": "Valkey" if valkey else "Redis",
         "version": fields.get("valkey_version" if valkey else "redis_version", "?"),
-        "used_memory": fields.get("used_memory_human", "?"),
+        "used_memory": used[0].get("used_memory_human", "?"),
         "db": str(db),
-        "keys": str(answer(size)),
+        "keys": str(sum(int(answer(size)) for size in sizes.values())),
     }
+    if len(servers) > 1:  # a cluster: memory of all its primaries
+        total = sum(int(fields.get("used_memory", 0)) for fields in used)
+        info["used_memory"] = f"{total / (1 << 20):.2f}M in {len(servers)} primaries"
+    return info
 
 
 def ping_plan() -> Plan[None]:

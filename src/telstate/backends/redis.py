@@ -27,7 +27,7 @@ from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.errors import RedisConnectionError
-from .._redis.session import Scripts, call
+from .._redis.session import Scripts, first_contact
 from .._redis.sync import SyncSubscription, SyncTransport
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
@@ -116,7 +116,7 @@ class RedisBackend(Backend):
         self.client = client
         self._transport = SyncTransport(config, _SCRIPTS, foreign)
         try:
-            self._transport.drive(_first_contact(self._transport))
+            self._transport.drive(first_contact(self._transport.topology, _SCRIPTS))
         except BaseException:
             self._transport.close()
             raise
@@ -233,6 +233,15 @@ class RedisBackend(Backend):
         return self._transport.describe()
 
     @property
+    def _cluster(self) -> bool:
+        return self._transport.topology.cluster is not None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the data is on a Redis (or Valkey) Cluster."""
+        return self._cluster
+
+    @property
     def min_replicas(self) -> int:
         """Replicas that must have each write before it returns (0: no waiting)."""
         return self._transport.config.min_replicas
@@ -263,22 +272,22 @@ class RedisBackend(Backend):
     # -- reads
 
     def get(self, keys: Sequence[bytes]) -> Found | None:
-        return self._run(proto.get_plan(keys))  # type: ignore[no-any-return]
+        return self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        return self._run(proto.key_type_plan(keys))  # type: ignore[no-any-return]
+        return self._run(proto.key_type_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     def exists(self, keys: Sequence[bytes]) -> bool:
-        return self._run(proto.exists_plan(keys))  # type: ignore[no-any-return]
+        return self._run(proto.exists_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     def keys(self, pattern: bytes) -> list[bytes]:
         return self._run(proto.keys_plan(pattern))  # type: ignore[no-any-return]
 
     def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
-        return self._run(proto.get_indexed_plan(keys, sub_key))  # type: ignore[no-any-return]
+        return self._run(proto.get_indexed_plan(keys, sub_key, self._cluster))  # type: ignore[no-any-return]
 
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        return self._run(proto.get_range_plan(keys, query))  # type: ignore[no-any-return]
+        return self._run(proto.get_range_plan(keys, query, self._cluster))  # type: ignore[no-any-return]
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
@@ -313,10 +322,10 @@ class RedisBackend(Backend):
         return self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
 
     def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
-        return self._run(proto.write_batch_plan(writes))  # type: ignore[no-any-return]
+        return self._run(proto.write_batch_plan(writes, self._cluster))  # type: ignore[no-any-return]
 
     def delete(self, keys: Sequence[bytes]) -> None:
-        self._run(proto.delete_plan(keys))
+        self._run(proto.delete_plan(keys, self._cluster))
 
     def clear(self) -> None:
         self._run(proto.clear_plan())
@@ -344,11 +353,6 @@ class RedisBackend(Backend):
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _RedisSubscription(self, self._transport.subscribe(keys))
-
-
-def _first_contact(transport: SyncTransport) -> Any:
-    """PING without retries: an unreachable server or refused credentials fail at once."""
-    return call(transport.topology, transport.scripts, [("PING",)], retry=False)
 
 
 class _RedisSubscription(Subscription):
