@@ -219,12 +219,15 @@ def dump(ts: TelescopeState) -> dict[str, Any]:
 class BackendsAgree(RuleBasedStateMachine):
     """Same operations on both backends; same answers expected."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, make_backend: Callable[[], RedisBackend]) -> None:
         super().__init__()
-        client.flushall()
         memory = TelescopeState(MemoryBackend())
-        on_redis = TelescopeState(RedisBackend(client))
+        self.redis_backend = make_backend()
+        on_redis = TelescopeState(self.redis_backend)
         self.sides = {name: (make(memory), make(on_redis)) for name, make in VIEWS.items()}
+
+    def teardown(self) -> None:
+        self.redis_backend.release()  # telstate's connections (not the test's client)
 
     def both(self, view: str, call: Callable[[TelescopeState], Any]) -> Outcome:
         """Run `call` on the view of each backend and check the outcomes agree."""
@@ -384,6 +387,9 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+CLUSTER_SETTINGS = settings(
+    SETTINGS, max_examples=int(os.environ.get("TELSTATE_MODEL_EXAMPLES", "60"))
+)
 
 
 @pytest.fixture
@@ -396,7 +402,21 @@ def model_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 def test_memory_and_redis_agree(model_client: redis.Redis) -> None:
-    run_state_machine_as_test(lambda: BackendsAgree(model_client), settings=SETTINGS)
+    def fresh() -> RedisBackend:
+        model_client.flushall()
+        return RedisBackend(model_client)
+
+    run_state_machine_as_test(lambda: BackendsAgree(fresh), settings=SETTINGS)
+
+
+def test_memory_and_cluster_agree(cluster_deployment: Any) -> None:
+    """The same on a Redis Cluster: view reads across slots, pipelines in rounds."""
+
+    def fresh() -> RedisBackend:
+        cluster_deployment.flush()
+        return RedisBackend.from_url(cluster_deployment.url)
+
+    run_state_machine_as_test(lambda: BackendsAgree(fresh), settings=CLUSTER_SETTINGS)
 
 
 # --------------------------------------------------------------------------- regressions

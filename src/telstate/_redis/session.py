@@ -28,9 +28,9 @@ from typing import Any, NamedTuple, TypeVar
 
 from .._errors import TimeoutError
 from . import rules
+from .cluster import Each, SlotMap, command_key, key_slot, redirection
 from .config import Address, ServerConfig, describe_address
 from .errors import RedisConnectionError, RedisUnconfirmedWriteError
-from .cluster import Each, SlotMap, command_key, key_slot, redirection
 from .hub import Hold, SentinelEvent, Switch
 from .resp import error_code, first_error, pack
 
@@ -492,7 +492,10 @@ def call(
 
 
 def _assemble(
-    commands: Sequence[Command], units: list[list[Sequence[Any]]], replies: Sequence[Any], node: Node
+    commands: Sequence[Command],
+    units: list[list[Sequence[Any]]],
+    replies: Sequence[Any],
+    node: Node,
 ) -> list[Any]:
     """Each command's reply from the replies of its RESP commands (one server)."""
     out: list[Any] = []
@@ -645,9 +648,7 @@ def _call_cluster(
             pause = clock.next_pause(now)
             if pause is None:
                 if clock.past_deadline(now):
-                    raise TimeoutError(
-                        f"gave up at the deadline: {topology.describe()}: {problem}"
-                    )
+                    raise TimeoutError(f"gave up at the deadline: {topology.describe()}: {problem}")
                 raise _final_error(topology, problem)
             yield Pause(pause)
             try:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
-from .._redis.rules import is_access_refusal
 from .._redis.cluster import Each, key_slot, slot_groups
+from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
@@ -473,82 +473,84 @@ def answer(reply: Any, key: bytes | None = None) -> Any:
 
 
 # A read through a view on a cluster: the view's candidate keys live in different slots,
-# so each slot's candidates are read by one command (in parallel), and the highest-
-# priority candidate found wins.  That answer must be one a single server could have
-# given.  Keys are only ever created (except by delete and clear), so a key seen
-# absent was absent at every earlier moment and a key seen present stays present:
-# if every candidate before the winner is seen absent *after* the winner was read,
-# the answer is what a single server would have said at the moment the winner was
-# read.  Candidates in the winner's own slot were read with it, atomically; those in
-# other slots are checked again with EXISTS once the winner is known, and if one has
-# appeared meanwhile the view is read again (this ends: keys only appear).
+# so each candidate is read by a command of its own (all sent at once, each to its
+# node) and the highest-priority candidate found wins.  That answer must be one a
+# single server could have given.  Keys are only ever created (except by delete and
+# clear), so a key seen absent was absent at every earlier moment.  The commands go
+# lowest priority first, and a node runs its commands in order: candidates on the
+# winner's slot (so its node) were seen absent after the winner was read.  Those in
+# other slots are checked again with EXISTS once the winner is known; if all are
+# still absent, the answer is what a single server would have said at the moment the
+# winner was read, and if one has appeared meanwhile the view is read again (this
+# ends: keys only appear).
 
 
 def _view_read(
-    keys: Sequence[bytes],
-    cluster: bool,
-    command_for: Any,
-    hit_of: Any,
+    keys: Sequence[bytes], command_for: Any, hit_of: Any
 ) -> Plan[tuple[int, Any] | None]:
-    """The first of `keys` that exists and what reading it gave, as one server would say.
+    """On a cluster: the first of `keys` that exists and what reading it gave.
 
-    `command_for(group)` reads a list of same-slot keys in one command; `hit_of(group,
-    reply)` gives (index in group, result) for its first existing key, or None; a
-    result that is an exception is raised only if its key wins.
+    `command_for(key)` reads one key; `hit_of(key, reply)` is None if the key is absent,
+    else the result (an exception, raised only if this key wins).
     """
-    groups = slot_groups(keys) if cluster and len(keys) > 1 else [list(range(len(keys)))]
+    order = list(reversed(range(len(keys))))
     while True:
-        replies = yield Batch([command_for([keys[i] for i in group]) for group in groups])
-        best: tuple[int, Any] | None = None
-        winner_group: list[int] = []
-        for group, reply in zip(groups, replies, strict=True):
-            hit = hit_of([keys[i] for i in group], reply)
-            if hit is not None and (best is None or group[hit[0]] < best[0]):
-                best = (group[hit[0]], hit[1])
-                winner_group = group
-        if best is None:
+        replies = yield Batch([command_for(keys[i]) for i in order])
+        by_index = dict(zip(order, replies, strict=True))
+        for winner, key in enumerate(keys):
+            result = hit_of(key, by_index[winner])
+            if result is not None:
+                break
+        else:
             return None
-        earlier = [i for i in range(best[0]) if i not in winner_group]
+        slot = key_slot(keys[winner])
+        earlier = [keys[i] for i in range(winner) if key_slot(keys[i]) != slot]
         if earlier:
-            rechecks = slot_groups([keys[i] for i in earlier])
-            counts = yield Batch(
-                [("EXISTS", *(keys[earlier[j]] for j in group)) for group in rechecks]
-            )
+            rechecks = slot_groups(earlier)
+            counts = yield Batch([("EXISTS", *(earlier[i] for i in group)) for group in rechecks])
             if any(answer(count) for count in counts):
                 continue  # a candidate of higher priority appeared: read the view again
-        if isinstance(best[1], BaseException):
-            raise best[1]
-        return best
+        if isinstance(result, BaseException):
+            raise result
+        return winner, result
 
 
-def _found_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
-    found = parse_found(answer(reply, group[0]))
-    return None if found is None else (found[0], found)
+def _error_or(reply: Any, key: bytes, parse: Any) -> Any:
+    """`parse(reply)`, or the error an error reply stands for (not raised)."""
+    try:
+        return parse(answer(reply, key))
+    except TelstateError as exc:
+        return exc
 
 
 def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:
     if len(keys) == 1 or not cluster:  # the hot path: one script, one round trip
         (reply,) = yield Batch([Script("get", keys)])
         return parse_found(answer(reply, keys[0]))
-    best = yield from _view_read(keys, cluster, lambda group: Script("get", group), _found_hit)
+    best = yield from _view_read(
+        keys,
+        lambda key: Script("get", [key]),
+        lambda key, reply: _error_or(reply, key, parse_found),
+    )
     if best is None:
         return None
     index, found = best
     return index, found[1], found[2], found[3]
 
 
-def _type_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
-    for i, kind in enumerate(answer(reply)):
-        if answer(kind) != b"none":
-            return i, TYPE_NAMES.get(kind)
-    return None
-
-
 def key_type_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[KeyType | None]:
+    if len(keys) == 1 or not cluster:
+        kinds = yield Batch([("TYPE", key) for key in keys])
+        for kind in kinds:
+            if answer(kind) != b"none":
+                return TYPE_NAMES.get(kind)
+        return None
     best = yield from _view_read(
-        keys, cluster, lambda group: Transaction([("TYPE", key) for key in group]), _type_hit
+        keys,
+        lambda key: ("TYPE", key),
+        lambda key, reply: None if answer(reply) == b"none" else (TYPE_NAMES.get(reply),),
     )
-    return None if best is None else best[1]
+    return None if best is None else best[1][0]
 
 
 def exists_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[bool]:
@@ -582,11 +584,6 @@ def keys_plan(pattern: bytes) -> Plan[list[bytes]]:
         replies = dict(zip(cursors, more, strict=True))
 
 
-def _indexed_hit(group: Sequence[bytes], reply: Any) -> tuple[int, Any] | None:
-    parsed = parse_get_indexed(answer(reply, group[0]))
-    return None if parsed is None else (parsed[0], parsed[1])
-
-
 def get_indexed_plan(
     keys: Sequence[bytes], sub_key: bytes, cluster: bool = False
 ) -> Plan[tuple[int, bytes | None] | None]:
@@ -594,20 +591,25 @@ def get_indexed_plan(
         (reply,) = yield Batch([Script("get_indexed", keys, [sub_key])])
         return parse_get_indexed(answer(reply, keys[0]))
     best = yield from _view_read(
-        keys, cluster, lambda group: Script("get_indexed", group, [sub_key]), _indexed_hit
+        keys,
+        lambda key: Script("get_indexed", [key], [sub_key]),
+        lambda key, reply: _error_or(reply, key, parse_get_indexed),
     )
-    return best
+    return None if best is None else (best[0], best[1][1])
 
 
 def get_range_plan(
     keys: Sequence[bytes], query: RangeQuery, cluster: bool = False
 ) -> Plan[SampleBatch | None]:
-    best = yield from _view_read(
-        keys,
-        cluster,
-        lambda group: Transaction(range_commands(group, query)),
-        lambda group, reply: range_hit(group, query, answer(reply)),
-    )
+    if len(keys) == 1 or not cluster:
+        replies = yield Batch([Transaction(range_commands(keys, query))])
+        return parse_range(keys, query, answer(replies[0]))
+
+    def hit(key: bytes, reply: Any) -> Any:
+        found = range_hit([key], query, answer(reply))
+        return None if found is None else found[1]
+
+    best = yield from _view_read(keys, lambda key: Transaction(range_commands([key], query)), hit)
     return None if best is None else best[1]
 
 
