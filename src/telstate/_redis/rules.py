@@ -5,7 +5,8 @@ Every problem met while talking to Redis falls in one of three classes:
 =============  ================================================================
 retry          send the same commands again after a pause: a dropped or refused
                connection, a timeout, ``LOADING`` (a restarted server reading its
-               data), ``BUSY``, ``TRYAGAIN``
+               data), ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN`` (a cluster
+               without a primary for some slots, for now)
 rediscover     the server we talk to is no longer the primary, or cannot take
                writes safely: ask the sentinels again, then retry: ``READONLY``
                (a demoted primary), ``NOREPLICAS`` (``min-replicas-to-write`` not
@@ -105,7 +106,7 @@ class NotConfirmed(Failure):
     action = Action.REDISCOVER
 
 
-_RETRY_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN"})
+_RETRY_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN"})
 _REDISCOVER_CODES = frozenset({"READONLY", "NOREPLICAS", "MASTERDOWN"})
 # How access control refuses: as an error code, or inside a script (Redis 6 and 7.0
 # say "The user executing the script can't ...", Redis 7.2 "ACL failure in script").
