@@ -5,9 +5,9 @@ each: the test fixtures' :class:`ClusterDeployment`) and a private single server
 
 * single-call latency (attribute get, sensor add) on the cluster vs one server
   (goal: <= 1.2x);
-* a read through a view whose candidate keys live on 3 different nodes (the last
-  one exists, so the first two are checked again) vs the same read on one server
-  (goal: <= 1.5x);
+* a read through a view whose candidate keys live on 3 different nodes vs the same
+  read on one server (goal: <= 1.5x): when the last candidate wins, the first two
+  are checked again (a second round trip); when the first wins, one round trip;
 * the aggregate rate of 8 writer processes (pipelined sensor adds) on 3 primaries vs
   1 (on 2 cores the point is only that nothing serialises on the client);
 * ``keys()`` and a full ``save_to_file`` of a 100 k-key state, cluster vs one server.
@@ -72,10 +72,13 @@ def single_calls(url: str, key: str, seconds: float) -> dict[str, float]:
         ts[key] = 1  # the last candidate of the view exists
         view = ts.view("b").view("a")
         counter = iter(range(10**9))
+        ts[f"c_{key}"] = 2  # the first candidate of this view exists
+        first_view = ts.view("a").view("b").view("c")
         return {
             "get": rate(lambda: ts["attr"], seconds),
             "add": rate(lambda: ts.add("sensor", 1.0, ts=T0 + next(counter)), seconds),
             "view get": rate(lambda: view[key], seconds),
+            "view first": rate(lambda: first_view[key], seconds),
         }
     finally:
         ts.backend.close()
@@ -163,7 +166,8 @@ def main() -> None:
     rows = [
         ("attribute get (ops/s)", "get", "rate", "<= 1.2x latency"),
         ("sensor add (ops/s)", "add", "rate", "<= 1.2x latency"),
-        ("view read, candidates on 3 nodes (ops/s)", "view get", "rate", "<= 1.5x latency"),
+        ("view read, 3 nodes, last candidate wins (ops/s)", "view get", "rate", "<= 1.5x"),
+        ("view read, 3 nodes, first candidate wins (ops/s)", "view first", "rate", "<= 1.5x"),
         (f"{args.processes} writer processes (samples/s)", "writers", "rate", "report"),
         (f"keys() of {args.keys} keys (s)", "keys", "time", "report"),
         (f"save_to_file of {args.keys} keys (s)", "save", "time", "report"),

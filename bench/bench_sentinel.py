@@ -108,10 +108,12 @@ def failover_gap(fault: str) -> tuple[float, float]:
                 n += 1
 
         switched: list[float] = []
-        sentinel = deployment.sentinels[0].client()
-        pubsub = sentinel.pubsub()
-        pubsub.subscribe("+switch-master")
-        pubsub.get_message(timeout=1)  # the confirmation
+        # the earliest announcement: the leader's (the others follow it)
+        sentinels = [sentinel.client() for sentinel in deployment.sentinels]
+        listeners = [client.pubsub() for client in sentinels]
+        for pubsub in listeners:
+            pubsub.subscribe("+switch-master")
+            pubsub.get_message(timeout=1)  # the confirmation
 
         thread = threading.Thread(target=writer, daemon=True)
         thread.start()
@@ -124,14 +126,17 @@ def failover_gap(fault: str) -> tuple[float, float]:
             deployment.failover()
         deadline = started + 30
         while not switched and time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=0.01)
-            if message is not None and message["type"] == "message":
-                switched.append(time.monotonic() - started)
+            for pubsub in listeners:
+                message = pubsub.get_message(timeout=0.002)
+                if message is not None and message["type"] == "message":
+                    switched.append(time.monotonic() - started)
+                    break
         time.sleep(1.0)
         stop.set()
         thread.join(10)
-        pubsub.close()
-        sentinel.close()
+        for pubsub, client in zip(listeners, sentinels, strict=True):
+            pubsub.close()
+            client.close()
         ts.backend.close()
         around = [t for t in acks if started - 1 < t]
         gaps = [b - a for a, b in itertools.pairwise(around)]

@@ -547,7 +547,6 @@ def test_server_topology() -> None:
     calls: list[int] = []
     topology.listen(lambda: calls.append(topology.epoch))
     topology.forget(SERVER)  # a plain server is never forgotten
-    topology.forget(None)
     assert topology.primary == SERVER and topology.epoch == 0 and calls == []
 
 

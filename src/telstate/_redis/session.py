@@ -579,10 +579,10 @@ def _call_cluster(
         else:
             pieces.append((index, command))
     results: list[Any] = [None] * len(pieces)
-    done = [False] * len(pieces)
     asking: dict[int, Address] = {}
     clock = rules.RetryClock(topology.window, deadline, rules.MAX_PAUSE)
-    redirections = 0
+    redirected: dict[int, int] = {}  # redirections of each piece in this attempt
+    reloaded: set[Address] = set()  # nodes whose scripts were loaded in this attempt
     pending = list(range(len(pieces)))
     while pending:
         groups: dict[Address, list[int]] = {}
@@ -615,61 +615,41 @@ def _call_cluster(
         later: list[int] = []  # after a pause and a fresh slot map
         problem: rules.Failure | None = None
         for (address, group, sizes), outcome in zip(plans, outcomes, strict=True):
-            if isinstance(outcome, rules.Failure):
-                if outcome.action is rules.Action.FAIL:
-                    raise _final_error(topology, outcome)
-                problem = outcome
-                later += group
-                continue
-            if need and not _acknowledged(outcome[-1], need):
-                problem = rules.NotConfirmed(
-                    f"{describe_address(address)}: only {outcome[-1]} of the {need} replicas "
-                    "required acknowledged the writes"
+            try:
+                if isinstance(outcome, rules.Failure):
+                    raise outcome
+                if need and not _acknowledged(outcome[-1], need):
+                    raise rules.NotConfirmed(
+                        f"{describe_address(address)}: only {outcome[-1]} of the {need} "
+                        "replicas required acknowledged the writes"
+                    )
+                noscript, moved = _sort_replies(
+                    topology, pieces, group, sizes, outcome, address, asking, results, again, later
                 )
-                later += group
-                continue
-            position = 0
-            noscript = False
-            for piece, size in zip(group, sizes, strict=True):
-                unit_replies = outcome[position : position + size]
-                position += size
-                if piece in asking:
-                    unit_replies = unit_replies[1:]
-                reply = _collapse(pieces[piece][1], unit_replies)
-                if isinstance(reply, BaseException):
-                    moved = redirection(reply)
-                    if moved is not None:
-                        kind, slot, target = moved
-                        if isinstance(target, tuple) and not target[0]:
-                            # "MOVED 3999 :6380": on the host that answered
-                            host = address[0] if isinstance(address, tuple) else ""
-                            target = (host, target[1])
-                        redirections += 1
-                        if kind == "MOVED":
-                            slots.moved(slot, target)
-                            asking.pop(piece, None)
-                        else:
-                            asking[piece] = target
-                        (again if redirections <= MAX_REDIRECTIONS else later).append(piece)
-                        continue
-                    if _noscript(reply):
-                        noscript = True
-                        again.append(piece)
-                        continue
-                    if error_code(reply) in ("TRYAGAIN", "CLUSTERDOWN") or (
-                        rules.classify_reply(reply) in (rules.Action.RETRY, rules.Action.REDISCOVER)
-                    ):
-                        problem = rules.Dropped(f"{describe_address(address)} answered {reply}")
-                        later.append(piece)
-                        continue
-                    if rules.classify_reply(reply) is rules.Action.FAIL:
-                        raise _final_error(topology, rules.Refused(f"refused access: {reply}"))
-                results[piece] = reply
-                done[piece] = True
-                asking.pop(piece, None)
-            if noscript:
-                loaded = yield Exchange(Node(address), scripts.load_payload, len(scripts.texts))
-                _check_loaded(loaded)
+                for piece in moved:
+                    redirected[piece] = redirected.get(piece, 0) + 1
+                if noscript:
+                    if address in reloaded:  # it keeps forgetting them: a failing node
+                        raise rules.Dropped(
+                            f"{describe_address(address)} answered NOSCRIPT again after its "
+                            "scripts were loaded"
+                        )
+                    reloaded.add(address)
+                    loaded = yield Exchange(Node(address), scripts.load_payload, len(scripts.texts))
+                    _check_loaded(loaded)
+            except rules.Failure as failure:
+                if failure.action is rules.Action.FAIL:
+                    raise _final_error(topology, failure) from None
+                problem = failure
+                later += [piece for piece in group if piece not in later]
+                again = [piece for piece in again if piece not in group]
+        bounced = [piece for piece in again if redirected.get(piece, 0) > MAX_REDIRECTIONS]
+        if bounced:  # nodes disagree about where a slot is: wait, then ask again
+            problem = rules.Dropped("redirected too often: the slots are moving")
+            later += bounced
+            again = [piece for piece in again if piece not in bounced]
+        if later and problem is None:
+            problem = rules.Dropped("a node answered that it cannot serve the command now")
         pending = sorted(again)
         if later:
             assert problem is not None
@@ -688,20 +668,104 @@ def _call_cluster(
                 problem = exc
             slots = topology.cluster
             assert slots is not None
-            redirections = 0
-            pending = sorted(set(pending) | set(later))
+            redirected.clear()
+            reloaded.clear()
+            known = len(pieces)
+            pieces = _retarget(pieces, later, slots.primaries)
+            results += [None] * (len(pieces) - known)
+            pending = sorted({*pending, *later, *range(known, len(pieces))})
+    by_command: dict[int, list[int]] = {}
+    for piece, (index, _) in enumerate(pieces):
+        by_command.setdefault(index, []).append(piece)
     out: list[Any] = []
     for index, command in enumerate(commands):
         if isinstance(command, Each):
             out.append(
                 {
                     pieces[piece][1].address: results[piece]  # type: ignore[union-attr]
-                    for piece in range(len(pieces))
-                    if pieces[piece][0] == index
+                    for piece in by_command[index]
                 }
             )
         else:
-            out.append(next(results[p] for p in range(len(pieces)) if pieces[p][0] == index))
+            out.append(results[by_command[index][0]])
+    return out
+
+
+def _sort_replies(
+    topology: Topology,
+    pieces: list[tuple[int, Command]],
+    group: list[int],
+    sizes: list[int],
+    outcome: list[Any],
+    address: Address,
+    asking: dict[int, Address],
+    results: list[Any],
+    again: list[int],
+    later: list[int],
+) -> tuple[bool, list[int]]:
+    """File each piece of a node's replies: a result, to send again at once (MOVED, ASK,
+    NOSCRIPT), or later (TRYAGAIN, CLUSTERDOWN, LOADING...).
+
+    Returns whether scripts are missing and the pieces redirected; raises the failure a
+    refusal calls for.
+    """
+    slots = topology.cluster
+    assert slots is not None
+    noscript = False
+    moved_pieces: list[int] = []
+    position = 0
+    for piece, size in zip(group, sizes, strict=True):
+        unit_replies = outcome[position : position + size]
+        position += size
+        if piece in asking:
+            unit_replies = unit_replies[1:]
+        reply = _collapse(pieces[piece][1], unit_replies)
+        if isinstance(reply, BaseException):
+            moved = redirection(reply)
+            if moved is not None:
+                kind, slot, target = moved
+                if isinstance(target, tuple) and not target[0]:
+                    # "MOVED 3999 :6380": on the host that answered
+                    host = address[0] if isinstance(address, tuple) else ""
+                    target = (host, target[1])
+                if kind == "MOVED":
+                    slots.moved(slot, target)
+                    asking.pop(piece, None)
+                else:
+                    asking[piece] = target
+                again.append(piece)
+                moved_pieces.append(piece)
+                continue
+            if _noscript(reply):
+                noscript = True
+                again.append(piece)
+                continue
+            action = rules.classify_reply(reply)
+            if action is rules.Action.FAIL:
+                raise rules.Refused(f"refused access: {reply}")
+            if action is not None:
+                later.append(piece)
+                continue
+        results[piece] = reply
+        asking.pop(piece, None)
+    return noscript, moved_pieces
+
+
+def _retarget(
+    pieces: list[tuple[int, Command]], later: list[int], primaries: list[Address]
+) -> list[tuple[int, Command]]:
+    """After a failover, the pieces of an Each meant for a node that is no longer a
+    primary go to the primaries that the Each has not reached yet."""
+    out = list(pieces)
+    for piece in later:
+        index, command = out[piece]
+        if not isinstance(command, Targeted) or command.address in primaries:
+            continue
+        covered = {c.address for i, c in out if i == index and isinstance(c, Targeted)}
+        fresh = [address for address in primaries if address not in covered]
+        if fresh:
+            out[piece] = (index, Targeted(fresh[0], command.command))
+            out += [(index, Targeted(address, command.command)) for address in fresh[1:]]
     return out
 
 
@@ -726,6 +790,9 @@ def refresh_slots(topology: Topology) -> Plan[None]:
         except rules.Failure as exc:
             problems.append(f"{describe_address(address)}: {exc}")
             continue
+        if isinstance(reply, BaseException):
+            problems.append(f"{describe_address(address)} answered {reply}")
+            continue
         if isinstance(reply, list) and reply:
             slots = SlotMap(reply)
             if slots.complete or address == [*known, *seeds][-1]:
@@ -744,6 +811,7 @@ def first_contact(topology: Topology, scripts: Scripts) -> Plan[None]:
             yield from refresh_slots(topology)
         except rules.Failure as exc:
             raise _final_error(topology, exc) from None
+        yield from _learn_node_timeout(topology, scripts)
         return
     if config.kind == "sentinel":
         yield from call(topology, scripts, [("PING",)], retry=False)
@@ -751,10 +819,18 @@ def first_contact(topology: Topology, scripts: Scripts) -> Plan[None]:
     _, slots = yield from call(topology, scripts, [("PING",), ("CLUSTER", "SLOTS")], retry=False)
     if isinstance(slots, list) and slots:
         topology.set_cluster(SlotMap(slots))
+        yield from _learn_node_timeout(topology, scripts)
+
+
+def _learn_node_timeout(topology: Topology, scripts: Scripts) -> Plan[None]:
+    """Size a cluster's retry window from its node timeout (a default if not allowed)."""
+    try:
         (timeout,) = yield from call(
-            topology, scripts, [Each(("CONFIG", "GET", "cluster-node-timeout"))]
+            topology, scripts, [Each(("CONFIG", "GET", "cluster-node-timeout"))], retry=False
         )
-        topology.learn_node_timeout(timeout)
+    except RedisConnectionError:  # a user without CONFIG: assume the default
+        timeout = {}
+    topology.learn_node_timeout(timeout)
 
 
 def _may_retry(topology: Topology, problem: rules.Failure, retry: bool) -> bool:
