@@ -285,8 +285,6 @@ def test_sentinel_service_with_trailing_slash() -> None:
         ("redis://h?retry_window=soon", "bad value for 'retry_window'"),
         ("rediss://h?ssl_cert_reqs=maybe", "bad value for 'ssl_cert_reqs'"),
         ("rediss://h?ssl_check_hostname=perhaps", "bad value for 'ssl_check_hostname'"),
-        ("redis://h1,h2", "names one server"),
-        ("rediss://h1:1,h2:2", "names one server"),
         ("redis+sentinel://s", "SERVICE"),
         ("redis+sentinel://s/", "SERVICE"),
         ("redis+sentinel://s/svc/1/2", "SERVICE"),
@@ -314,7 +312,7 @@ def test_bad_option_value() -> None:
 def test_errors_never_repeat_an_encoded_password() -> None:
     for url in [
         f"redis://u:{WEIRD_Q}@h:x",
-        f"redis://u:{WEIRD_Q}@h1,h2",
+        f"redis://u:{WEIRD_Q}@h1,h2:x",
         f"redis://u:{WEIRD_Q}@h/x",
         f"redis://u:{WEIRD_Q}@h?foo=1",
         f"redis+sentinel://u:{WEIRD_Q}@s/",
@@ -690,3 +688,13 @@ def test_custom_connection_class_gives_none(make: Callable[[Callable[[], Any]], 
 
 def test_resp2_protocol_is_fine(make: Callable[[Callable[[], Any]], Any]) -> None:
     assert from_client(make(lambda: redis.Redis(protocol=2))) is not None
+
+
+def test_several_hosts_are_the_seeds_of_a_cluster() -> None:
+    config = parse_url("rediss://u:pw@h1:7000,[::1]:7001,h3?min_replicas=1")
+    assert config.kind == "cluster"
+    assert config.addresses == (("h1", 7000), ("::1", 7001), ("h3", 6379))
+    assert config.tls is not None and config.min_replicas == 1 and config.password == "pw"
+    assert config.describe_cluster(3) == (
+        "rediss://h1:7000,[::1]:7001,h3:6379/0 (cluster of 3 primaries)"
+    )
