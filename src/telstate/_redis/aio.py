@@ -29,6 +29,7 @@ import redis
 
 from .. import _deadline
 from . import rules
+from .base import Reconnection, TransportState, subscribed
 from .config import Address, ServerConfig
 from .errors import RedisConnectionError as ConnectionError
 from .hub import (
@@ -37,8 +38,6 @@ from .hub import (
     Item,
     Lost,
     Message,
-    Ready,
-    Refusal,
     channels_of,
     sentinel_event,
 )
@@ -50,7 +49,6 @@ from .session import (
     Parallel,
     Plan,
     Scripts,
-    Topology,
     call,
     check_handshake,
     discover,
@@ -321,30 +319,14 @@ async def open_stream(
 # -------------------------------------------------------------------------- transport
 
 
-class AsyncTransport:
+class AsyncTransport(TransportState):
     """Runs the transport's plans in the event loop, for any number of tasks.
 
-    Parameters are those of :class:`.sync.SyncTransport`.
+    Parameters are those of :class:`.base.TransportState`.
     """
 
     def __init__(self, config: ServerConfig, scripts: Scripts, client: Any = None) -> None:
-        self.topology = Topology(config)
-        self.config = config
-        self.scripts = scripts
-        self._client = client
-        #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
-        self.foreign = client
-        self._tls: ssl.SSLContext | None = None
-        self._sentinel_tls: ssl.SSLContext | None = None
-        try:
-            if config.tls is not None and client is None:
-                self._tls = config.tls.context()
-            if config.sentinel_tls is not None:
-                self._sentinel_tls = config.sentinel_tls.context()
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectionError(
-                f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
-            ) from exc
+        super().__init__(config, scripts, client)
         self._connections: dict[Node, list[Connection]] = {}
         self._opening: dict[Node, int] = {}
         self._changed: asyncio.Event | None = None
@@ -352,9 +334,6 @@ class AsyncTransport:
         self._hub: _AsyncHub | None = None
         self._watch: asyncio.Task[None] | None = None
         self.topology.listen(self._on_switch)
-
-    def describe(self) -> str:
-        return self.topology.describe()
 
     @property
     def closed(self) -> bool:
@@ -413,7 +392,7 @@ class AsyncTransport:
 
     async def _exchange(self, effect: Exchange) -> list[Any]:
         if self._closed:
-            raise ConnectionError(f"the backend for {self.describe()} is closed")
+            raise self.closed_error()
         connection = await self._connection(effect.node)
         return await connection.exchange(effect.payload, effect.count)
 
@@ -436,13 +415,13 @@ class AsyncTransport:
     async def connect(self, node: Node, on_push: Callable[[Any], None] | None = None) -> Connection:
         """A new connection to `node`, introduced (credentials, database, role)."""
         epoch = self.topology.epoch
-        if self._client is not None:
-            client_connection = await ClientConnection.open(self._client, node, epoch)
+        if self.foreign is not None:
+            client_connection = await ClientConnection.open(self.foreign, node, epoch)
             if on_push is not None:
                 client_connection.push_to(on_push)
             return client_connection
         connection = await open_stream(
-            self.config, node, self._sentinel_tls if node.sentinel else self._tls, epoch
+            self.config, node, self.sentinel_tls if node.sentinel else self.tls, epoch
         )
         commands = handshake_commands(self.config, node)
         try:
@@ -480,7 +459,7 @@ class AsyncTransport:
                 self._opening[node] -= 1
             if self._closed:
                 connection.close()
-                raise ConnectionError(f"the backend for {self.describe()} is closed")
+                raise self.closed_error()
             self._connections.setdefault(node, []).append(connection)
             return connection
 
@@ -615,7 +594,7 @@ class _AsyncHub:
 
     async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
         if self.closed:
-            raise ConnectionError(f"the backend for {self.transport.describe()} is closed")
+            raise self.transport.closed_error()
         channels = channels_of(keys)
         subscription = AsyncSubscription(self, channels)
         new = self.state.add(subscription, channels)
@@ -627,26 +606,21 @@ class _AsyncHub:
             self.task = asyncio.create_task(self._run(), name="telstate pub/sub hub")
         if ready:
             return subscription
+        item: Item | None = None
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
                 item = await subscription.items.get()
         except TimeoutError:
-            await subscription.close()
-            raise ConnectionError(
-                f"redis server at {self.transport.describe()} did not confirm SUBSCRIBE"
-            ) from None
+            pass
         except BaseException:
             await subscription.close()  # cancelled while waiting: leave nothing subscribed
             raise
-        if isinstance(item, Ready):
-            return subscription
-        await subscription.close()
-        if isinstance(item, Refusal):
-            raise ConnectionError(
-                f"redis server at {self.transport.describe()} refused access: {item.error}"
-            )
-        assert isinstance(item, Lost)
-        raise item.error
+        try:
+            subscribed(item, self.transport.describe(), timed_out=False)
+        except BaseException:
+            await subscription.close()
+            raise
+        return subscription
 
     def remove(self, subscription: AsyncSubscription) -> None:
         gone = self.state.remove(subscription, subscription.channels)
@@ -664,7 +638,7 @@ class _AsyncHub:
     async def _run(self) -> None:
         transport = self.transport
         topology = transport.topology
-        clock: rules.RetryClock | None = None
+        reconnection = Reconnection(topology)
         try:
             while self.state and not self.closed:
                 connection = self.connection
@@ -688,25 +662,15 @@ class _AsyncHub:
                     try:
                         self.connection = await self._connect()
                     except (rules.Failure, ConnectionError) as exc:
-                        if clock is None:
-                            clock = rules.RetryClock(topology.window(), None)
-                        pause = clock.next_pause(asyncio.get_running_loop().time())
-                        if pause is None:
-                            logger.warning("pub/sub hub gave up: %s", exc)
-                            error = (
-                                exc
-                                if isinstance(exc, ConnectionError)
-                                else ConnectionError(
-                                    f"cannot reach redis server at {transport.describe()}: {exc}"
-                                )
-                            )
-                            for subscription, item in self.state.fail_all(error):
-                                subscription.items.put_nowait(item)
-                            clock = None
+                        outcome = reconnection.failed(exc, asyncio.get_running_loop().time())
+                        if isinstance(outcome, float):
+                            await self._sleep(outcome)
                         else:
-                            await self._sleep(pause)
+                            logger.warning("pub/sub hub gave up: %s", outcome)
+                            for subscription, item in self.state.fail_all(outcome):
+                                subscription.items.put_nowait(item)
                         continue
-                    clock = None
+                    reconnection.succeeded()
                     channels = list(self.state.listeners)
                     if channels:
                         with contextlib.suppress(rules.Failure):

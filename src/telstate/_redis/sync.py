@@ -37,6 +37,7 @@ import redis
 from .. import _deadline
 from .._errors import TimeoutError
 from . import rules
+from .base import Reconnection, TransportState, subscribed
 from .config import Address, ServerConfig
 from .errors import RedisConnectionError as ConnectionError
 from .hub import (
@@ -45,8 +46,6 @@ from .hub import (
     Item,
     Lost,
     Message,
-    Ready,
-    Refusal,
     channels_of,
     sentinel_event,
 )
@@ -58,7 +57,6 @@ from .session import (
     Parallel,
     Plan,
     Scripts,
-    Topology,
     call,
     check_handshake,
     discover,
@@ -261,38 +259,14 @@ def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) ->
 # -------------------------------------------------------------------------- transport
 
 
-class SyncTransport:
+class SyncTransport(TransportState):
     """Runs the transport's plans with blocking I/O, for any number of threads.
 
-    Parameters
-    ----------
-    config
-        The deployment.
-    scripts
-        Lua scripts by name (sent as EVALSHA).
-    client
-        A redis-py-compatible client whose own connections carry the bytes, when
-        `config` cannot describe how to reach its server (fakeredis, say).
+    Parameters are those of :class:`.base.TransportState`.
     """
 
     def __init__(self, config: ServerConfig, scripts: Scripts, client: Any = None) -> None:
-        self.topology = Topology(config)
-        self.config = config
-        self.scripts = scripts
-        self._client = client
-        #: The redis-py-compatible client carrying the bytes, if not telstate's own sockets.
-        self.foreign = client
-        self._tls: ssl.SSLContext | None = None
-        self._sentinel_tls: ssl.SSLContext | None = None
-        try:
-            if config.tls is not None and client is None:
-                self._tls = config.tls.context()
-            if config.sentinel_tls is not None:
-                self._sentinel_tls = config.sentinel_tls.context()
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectionError(
-                f"TLS settings for redis server at {config.describe()} are unusable: {exc}"
-            ) from exc
+        super().__init__(config, scripts, client)
         self._lock = threading.Lock()
         self._idle: dict[Node, list[Connection]] = {}
         self._busy: set[Connection] = set()
@@ -309,9 +283,6 @@ class SyncTransport:
                 daemon=True,
             )
             self._watch.start()
-
-    def describe(self) -> str:
-        return self.topology.describe()
 
     # -- running plans
 
@@ -357,7 +328,7 @@ class SyncTransport:
 
     def _exchange(self, effect: Exchange) -> list[Any]:
         if self._closed:
-            raise ConnectionError(f"the backend for {self.describe()} is closed")
+            raise self.closed_error()
         connection = self._checkout(effect.node)
         try:
             replies = connection.exchange(effect.payload, effect.count)
@@ -370,7 +341,7 @@ class SyncTransport:
     def _parallel(self, effect: Parallel) -> list[list[Any] | rules.Failure]:
         """Several exchanges at once: every payload is sent, then the replies are read."""
         if self._closed:
-            raise ConnectionError(f"the backend for {self.describe()} is closed")
+            raise self.closed_error()
         results: list[list[Any] | rules.Failure] = []
         sent: list[tuple[int, Connection]] = []
         try:
@@ -413,10 +384,10 @@ class SyncTransport:
     def connect(self, node: Node) -> Connection:
         """A new connection to `node`, introduced (credentials, database, role)."""
         epoch = self.topology.epoch
-        if self._client is not None:
-            return ClientConnection(self._client, node, epoch)
+        if self.foreign is not None:
+            return ClientConnection(self.foreign, node, epoch)
         connection = SocketConnection(
-            open_socket(self.config, node, self._sentinel_tls if node.sentinel else self._tls),
+            open_socket(self.config, node, self.sentinel_tls if node.sentinel else self.tls),
             node,
             epoch,
         )
@@ -662,7 +633,7 @@ class _SyncHub:
         subscription = SyncSubscription(self, channels)
         with self.lock:
             if self.closed:
-                raise ConnectionError(f"the backend for {self.transport.describe()} is closed")
+                raise self.transport.closed_error()
             new = self.state.add(subscription, channels)
             ready = subscription not in self.state.waiting
             if new:
@@ -680,26 +651,15 @@ class _SyncHub:
         if deadline is not None and deadline - time.monotonic() < timeout:
             timeout = max(deadline - time.monotonic(), 0.0)
         try:
-            item = subscription.items.get(timeout=timeout)
+            item: Item | None = subscription.items.get(timeout=timeout)
         except queue.Empty:
+            item = None
+        try:
+            subscribed(item, self.transport.describe(), timed_out=timeout < SUBSCRIBE_TIMEOUT)
+        except BaseException:
             subscription.close()
-            if timeout < SUBSCRIBE_TIMEOUT:
-                raise TimeoutError(
-                    "gave up at the deadline: no SUBSCRIBE confirmed by "
-                    f"{self.transport.describe()}"
-                ) from None
-            raise ConnectionError(
-                f"redis server at {self.transport.describe()} did not confirm SUBSCRIBE"
-            ) from None
-        if isinstance(item, Ready):
-            return subscription
-        subscription.close()
-        if isinstance(item, Refusal):
-            raise ConnectionError(
-                f"redis server at {self.transport.describe()} refused access: {item.error}"
-            )
-        assert isinstance(item, Lost), item
-        raise item.error
+            raise
+        return subscription
 
     def remove(self, subscription: SyncSubscription) -> None:
         with self.lock:
@@ -724,7 +684,7 @@ class _SyncHub:
     def _run(self) -> None:
         transport = self.transport
         connection: Connection | None = None
-        clock: rules.RetryClock | None = None
+        reconnection = Reconnection(transport.topology)
         try:
             while True:
                 with self.lock:
@@ -745,26 +705,16 @@ class _SyncHub:
                     try:
                         connection = self._connect()
                     except (rules.Failure, ConnectionError) as exc:
-                        if clock is None:
-                            clock = rules.RetryClock(transport.topology.window(), None)
-                        pause = clock.next_pause(time.monotonic())
-                        if pause is None:
-                            logger.warning("pub/sub hub gave up: %s", exc)
-                            error = (
-                                exc
-                                if isinstance(exc, ConnectionError)
-                                else ConnectionError(
-                                    f"cannot reach redis server at {transport.describe()}: {exc}"
-                                )
-                            )
-                            with self.lock:
-                                items = self.state.fail_all(error)
-                            _deliver(items)
-                            clock = None
+                        outcome = reconnection.failed(exc, time.monotonic())
+                        if isinstance(outcome, float):
+                            self._sleep(outcome)
                         else:
-                            self._sleep(pause)
+                            logger.warning("pub/sub hub gave up: %s", outcome)
+                            with self.lock:
+                                items = self.state.fail_all(outcome)
+                            _deliver(items)
                         continue
-                    clock = None
+                    reconnection.succeeded()
                     with self.lock:
                         channels = list(self.state.listeners)
                         if channels:

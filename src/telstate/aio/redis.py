@@ -28,7 +28,14 @@ from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
 from ..backends.base import Found, KeyStats, Snapshot, Write
-from ..backends.redis import _CLIENT_KWARGS, RETRY_WINDOW, transport_config
+from ..backends.redis import (
+    _CLIENT_KWARGS,
+    RETRY_WINDOW,
+    RedisBackendCommon,
+    sentinel_config,
+    transport_config,
+    url_config,
+)
 from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
 
@@ -40,7 +47,7 @@ __all__ = ["RedisBackend"]
 _SCRIPTS = Scripts(proto.SCRIPTS)
 
 
-class RedisBackend(AsyncBackend):
+class RedisBackend(RedisBackendCommon, AsyncBackend):
     """Telescope state in Redis, for asyncio.
 
     Parameters
@@ -53,6 +60,8 @@ class RedisBackend(AsyncBackend):
     retry_window, min_replicas
         See :class:`telstate.backends.redis.RedisBackend`.
     """
+
+    _transport: AsyncTransport
 
     def __init__(
         self,
@@ -99,11 +108,7 @@ class RedisBackend(AsyncBackend):
         ConnectionError
             If the deployment cannot be reached (at once: the first contact is not retried).
         """
-        config = _config.parse_url(
-            url, retry_window=retry_window, min_replicas=min_replicas, **options
-        )
-        if db is not None and not config.db and "db=" not in url:
-            config = config.replace(db=db)
+        config = url_config(url, db, retry_window, min_replicas, **options)
         if config.kind == "server":
             client = redis.asyncio.Redis.from_url(url, db=db, **_CLIENT_KWARGS)
             if _config.from_client(client) is None:  # a fake slipped in by a test
@@ -131,12 +136,10 @@ class RedisBackend(AsyncBackend):
 
         See :meth:`telstate.backends.redis.RedisBackend.from_sentinel`.
         """
-        hosts = ",".join(
-            item if isinstance(item, str) else _config.host_text(item) for item in sentinels
-        )
-        config = _config.parse_url(
-            f"redis+sentinel://{hosts}/{service}",
-            db=db or None,
+        config = sentinel_config(
+            sentinels,
+            service,
+            db=db,
             username=username,
             password=password,
             sentinel_username=sentinel_username,
@@ -146,30 +149,6 @@ class RedisBackend(AsyncBackend):
             **options,
         )
         return await cls(config=config)._first_contact()
-
-    @property
-    def server(self) -> str:
-        """Where the data is (the current primary behind Sentinel), without credentials."""
-        return self._transport.describe()
-
-    @property
-    def _cluster(self) -> bool:
-        return self._transport.topology.cluster is not None
-
-    @property
-    def cluster(self) -> bool:
-        """Whether the data is on a Redis (or Valkey) Cluster."""
-        return self._cluster
-
-    @property
-    def min_replicas(self) -> int:
-        """Replicas that must have each write before it returns (0: no waiting)."""
-        return self._transport.config.min_replicas
-
-    @property
-    def real_server(self) -> bool:
-        """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
-        return self._transport.foreign is None
 
     def __repr__(self) -> str:
         return f"<telstate.aio.redis.RedisBackend {self.server}>"

@@ -26,6 +26,7 @@ from .._keys import KeyType
 from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._redis import config as _config
+from .._redis.base import TransportState
 from .._redis.errors import RedisConnectionError
 from .._redis.session import Scripts, first_contact
 from .._redis.sync import SyncSubscription, SyncTransport
@@ -77,7 +78,58 @@ def transport_config(
     return _config.ServerConfig(kind="server", addresses=(label,), label=label, **options), client
 
 
-class RedisBackend(Backend):
+def url_config(
+    url: str, db: int | None, retry_window: float | None, min_replicas: int | None, **options: Any
+) -> _config.ServerConfig:
+    """The deployment of a ``from_url`` call (`db` counts only if the URL names none)."""
+    config = _config.parse_url(url, retry_window=retry_window, min_replicas=min_replicas, **options)
+    if db is not None and not config.db and "db=" not in url:
+        config = config.replace(db=db)
+    return config
+
+
+def sentinel_config(
+    sentinels: Sequence[tuple[str, int] | str], service: str, **options: Any
+) -> _config.ServerConfig:
+    """The deployment of a ``from_sentinel`` call (options as URL parameters)."""
+    hosts = ",".join(
+        item if isinstance(item, str) else _config.host_text(item) for item in sentinels
+    )
+    db = options.pop("db", 0)
+    return _config.parse_url(f"redis+sentinel://{hosts}/{service}", db=db or None, **options)
+
+
+class RedisBackendCommon:
+    """What the sync and asyncio Redis backends share: where the data is, and how it is kept."""
+
+    _transport: TransportState
+
+    @property
+    def server(self) -> str:
+        """Where the data is (the current primary behind Sentinel), without credentials."""
+        return self._transport.describe()
+
+    @property
+    def _cluster(self) -> bool:
+        return self._transport.topology.cluster is not None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the data is on a Redis (or Valkey) Cluster."""
+        return self._cluster
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas that must have each write before it returns (0: no waiting)."""
+        return self._transport.config.min_replicas
+
+    @property
+    def real_server(self) -> bool:
+        """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
+        return self._transport.foreign is None
+
+
+class RedisBackend(RedisBackendCommon, Backend):
     """Telescope state in Redis, shared by every client of the deployment.
 
     Parameters
@@ -99,6 +151,8 @@ class RedisBackend(Backend):
     ConnectionError
         If the deployment does not answer (at once: the first contact is not retried).
     """
+
+    _transport: SyncTransport
 
     def __init__(
         self,
@@ -153,12 +207,8 @@ class RedisBackend(Backend):
         ValueError
             If the URL is not understood.
         """
-        config = _config.parse_url(
-            url, retry_window=retry_window, min_replicas=min_replicas, **options
-        )
-        if db is not None and not config.db and "db=" not in url:
-            config = config.replace(db=db)
-        if config.kind == "server" and not isinstance(config.addresses[0], str):
+        config = url_config(url, db, retry_window, min_replicas, **options)
+        if config.kind == "server":
             client = redis.Redis.from_url(url, db=db, **_CLIENT_KWARGS)
             if _config.from_client(client) is None:  # a fake slipped in by a test
                 return cls(client, config.retry_window, min_replicas=config.min_replicas)
@@ -211,12 +261,10 @@ class RedisBackend(Backend):
         options
             TLS and timeout options, as the query parameters of a URL.
         """
-        hosts = ",".join(
-            item if isinstance(item, str) else _config.host_text(item) for item in sentinels
-        )
-        config = _config.parse_url(
-            f"redis+sentinel://{hosts}/{service}",
-            db=db or None,
+        config = sentinel_config(
+            sentinels,
+            service,
+            db=db,
             username=username,
             password=password,
             sentinel_username=sentinel_username,
@@ -226,25 +274,6 @@ class RedisBackend(Backend):
             **options,
         )
         return cls(config=config)
-
-    @property
-    def server(self) -> str:
-        """Where the data is (the current primary behind Sentinel), without credentials."""
-        return self._transport.describe()
-
-    @property
-    def _cluster(self) -> bool:
-        return self._transport.topology.cluster is not None
-
-    @property
-    def cluster(self) -> bool:
-        """Whether the data is on a Redis (or Valkey) Cluster."""
-        return self._cluster
-
-    @property
-    def min_replicas(self) -> int:
-        """Replicas that must have each write before it returns (0: no waiting)."""
-        return self._transport.config.min_replicas
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.server}>"
@@ -294,11 +323,6 @@ class RedisBackend(Backend):
 
     def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         return self._run(proto.snapshot_plan(keys))  # type: ignore[no-any-return]
-
-    @property
-    def real_server(self) -> bool:
-        """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
-        return self._transport.foreign is None
 
     def server_info(self) -> dict[str, str]:
         """What the server says of itself: ``product`` (Redis or Valkey), ``version``,
