@@ -64,7 +64,7 @@ T0 = 1e9  # timestamp of sample 0 of every sensor; sample i is at T0 + i
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each workload is (the full set reproduces DESIGN.md section 6)."""
+    """How big each workload is (the full set is the project's reference sizes)."""
 
     ops: int = 100_000  # attribute, sensor-add and indexed operations per timing
     samples: int = 1_000_000  # samples in the sensor that get_range reads

@@ -2,7 +2,7 @@
 
 Written once against the sync API; the ``ts`` fixture (conftest.py) supplies
 one TelescopeState per backend.  Expected results come from the documented
-semantics (DESIGN.md §2), never from running the code under test.
+semantics (README: the key types, get_range's rules), never from running the code under test.
 """
 
 from __future__ import annotations
