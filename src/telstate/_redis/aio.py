@@ -429,7 +429,7 @@ class AsyncTransport(TransportState):
                 replies = await connection.exchange(pack(commands), len(commands))
                 check_handshake(self.config, node, commands, replies)
         except BaseException:
-            connection.close()
+            connection.abort()  # not a graceful close: a TLS one may outlive the loop
             raise
         connection.on_push = on_push
         return connection
@@ -541,10 +541,11 @@ class AsyncTransport(TransportState):
             await self._hub.close()
         for pool in self._connections.values():
             for connection in pool:
-                connection.close()
+                connection.abort()  # nothing is in flight, and TLS needs no goodbye
         self._connections.clear()
         if self._changed is not None:
             self._changed.set()
+        await asyncio.sleep(0)  # let the transports close their sockets before the loop ends
 
 
 # -------------------------------------------------------------------------------- hub
@@ -713,5 +714,5 @@ class _AsyncHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         if self.connection is not None:
-            self.connection.close()
+            self.connection.abort()
             self.connection = None
