@@ -268,9 +268,11 @@ def raw(mod: ModuleType) -> redis.Redis:
 
 
 def _close(obj: Any) -> None:
-    client = obj if isinstance(obj, redis.Redis) else obj.backend.client
+    """Close a raw client, or a TelescopeState's backend (either library)."""
+    target = obj if isinstance(obj, redis.Redis) else obj.backend
+    close = getattr(target, "close", None) or getattr(target.client, "close")  # noqa: B009
     with contextlib.suppress(redis.RedisError, OSError):
-        client.close()
+        close()
 
 
 def _close_open() -> None:

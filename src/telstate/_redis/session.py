@@ -70,7 +70,7 @@ class Node:
         return ("sentinel " if self.sentinel else "") + describe_address(self.address)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every call, it must be cheap to make
 class Exchange:
     """Effect: send `payload` to `node`, reply with the first `count` replies."""
 
@@ -79,7 +79,7 @@ class Exchange:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pause:
     """Effect: sleep (waking early on a topology change); reply None."""
 
@@ -136,15 +136,15 @@ class Scripts:
     def __init__(self, texts: Mapping[str, str]) -> None:
         self.texts = dict(texts)
         self.shas = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in texts.items()}
+        self._evalsha = {name: (b"EVALSHA", sha.encode()) for name, sha in self.shas.items()}
         self.load_payload = pack([("SCRIPT", "LOAD", text) for text in self.texts.values()])
 
     def expand(self, command: Sequence[Any] | Script) -> Sequence[Any]:
         """The words of a command (EVALSHA for a script)."""
-        if isinstance(command, Script):
+        if type(command) is Script:  # words as bytes already: the hot path packs them as is
             return (
-                "EVALSHA",
-                self.shas[command.name],
-                len(command.keys),
+                *self._evalsha[command.name],
+                b"%d" % len(command.keys),
                 *command.keys,
                 *command.args,
             )
@@ -451,8 +451,7 @@ def call(
     need = config.min_replicas if writes else 0
     if need:
         payload += pack([("WAIT", need, WAIT_MS)])
-    max_pause = rules.MAX_PAUSE_SENTINEL if topology.sentinel else rules.MAX_PAUSE
-    clock = rules.RetryClock(topology.window, deadline, max_pause)
+    clock: rules.RetryClock | None = None  # made at the first failure
     expected = count + (1 if need else 0)
     while True:
         node = topology.primary
@@ -480,6 +479,9 @@ def call(
             raise _final_error(topology, problem)
         if topology.sentinel and node is not None:
             topology.forget(node)  # the primary may have moved: ask the sentinels
+        if clock is None:
+            max_pause = rules.MAX_PAUSE_SENTINEL if topology.sentinel else rules.MAX_PAUSE
+            clock = rules.RetryClock(topology.window, deadline, max_pause)
         now = time.monotonic()
         pause = clock.next_pause(now)
         if pause is None:

@@ -55,6 +55,7 @@ from .session import (
     Exchange,
     Node,
     Parallel,
+    Pause,
     Plan,
     Scripts,
     call,
@@ -316,14 +317,14 @@ class SyncTransport(TransportState):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             reply = failure = None
-            if isinstance(effect, Exchange):
+            if type(effect) is Exchange:
                 try:
                     reply = self._exchange(effect)
                 except rules.Failure as exc:
                     failure = exc
             elif isinstance(effect, Parallel):
                 reply = self._parallel(effect)
-            else:
+            elif isinstance(effect, Pause):
                 self._pause(effect.seconds)
 
     def _exchange(self, effect: Exchange) -> list[Any]:

@@ -24,8 +24,7 @@ prefixes the view has.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
@@ -447,8 +446,7 @@ def restored(reply: Any) -> bool:
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(NamedTuple):  # a tuple: made on every call, it must be cheap
     """Commands sent in one round trip; `writes` if they change data (see ``min_replicas``)."""
 
     commands: Sequence[Command]
