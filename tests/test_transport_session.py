@@ -174,7 +174,7 @@ def test_scripts_expand_and_load_payload() -> None:
     assert set(scripts.shas) == {"get", "put"}
     assert all(len(sha) == 40 for sha in scripts.shas.values())
     words = scripts.expand(Script("get", [b"k1", b"k2"], [b"a"]))
-    assert tuple(words) == ("EVALSHA", scripts.shas["get"], 2, b"k1", b"k2", b"a")
+    assert tuple(words) == (b"EVALSHA", scripts.shas["get"].encode(), b"2", b"k1", b"k2", b"a")
     assert scripts.expand(("GET", b"k")) == ("GET", b"k")
     assert commands(scripts.load_payload) == [
         [b"SCRIPT", b"LOAD", text.encode()] for text in SCRIPT_TEXTS.values()
