@@ -2,13 +2,14 @@
 
 Each operation is a plan of :mod:`._redis_protocol` (the commands and what their
 replies mean), run by the blocking driver of the one Redis transport
-(:mod:`telstate._redis`), which adds retries, Sentinel failover and ``WAIT`` for
-replicas.  The asyncio backend runs the same plans on the same transport rules.
+(:mod:`telstate._redis`), which adds retries, Sentinel failover, cluster routing and
+``WAIT`` for replicas.  The asyncio backend runs the same plans on the same rules.
 
 Deployments: one server (``redis://``, ``rediss://``, ``unix://``, ``host:port``, or
-your own :class:`redis.Redis`), or a service behind Redis Sentinel
-(``redis+sentinel://``, :meth:`RedisBackend.from_sentinel`, or a client made by
-``redis.sentinel.Sentinel.master_for``).  Clients that telstate cannot reproduce
+your own :class:`redis.Redis`), a service behind Redis Sentinel (``redis+sentinel://``,
+:meth:`RedisBackend.from_sentinel`, or a client made by
+``redis.sentinel.Sentinel.master_for``), or a Redis / Valkey Cluster (the URL of any
+node, or several: detected).  Clients that telstate cannot reproduce
 with its own sockets (fakeredis, custom connection classes) are driven through
 their own connections, with the same rules.
 """
