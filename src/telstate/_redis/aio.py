@@ -131,6 +131,9 @@ class StreamConnection(asyncio.Protocol):
             request = self.pending.popleft()
             if not request.future.done():
                 request.future.set_exception(self.lost)
+                # Its caller may be gone (a cancelled task, shielded from the request):
+                # the failure is theirs to see, not the loop's to log as never retrieved.
+                request.future.exception()
         if self.on_push is not None:
             self.on_push(self.lost)
 
