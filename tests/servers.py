@@ -50,7 +50,81 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-class RedisServer:
+class _Process:
+    """A redis-server child process in its own temporary directory: start, PING, stop."""
+
+    proc: subprocess.Popen[bytes] | None
+    dir: Path
+    _tmp: tempfile.TemporaryDirectory[str]
+    _log = "redis.log"
+
+    @staticmethod
+    def _executable() -> str:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail(
+                "redis-server is not on PATH: install it (apt-get install redis-server); "
+                "bash .ci/run does so",
+                pytrace=False,
+            )
+        return exe
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        raise NotImplementedError
+
+    def _launch(self, command: list[str]) -> None:
+        """Start `command`, and return once the server answers PING (fail the test if not)."""
+        log = open(self.dir / self._log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        client = self.client(socket_timeout=1)
+        deadline = time.monotonic() + 10.0
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(
+                        f"{command[0]} exited with status {self.proc.returncode}:\n"
+                        + (self.dir / self._log).read_text(errors="replace"),
+                        pytrace=False,
+                    )
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop(kill=True)
+                    pytest.fail("the server did not answer PING within 10 s", pytrace=False)
+                time.sleep(0.01)
+        finally:
+            client.close()
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+class RedisServer(_Process):
     """A redis-server child process.
 
     Parameters
@@ -71,14 +145,7 @@ class RedisServer:
         preload: Path | None = None,
         port: int | None = None,
     ) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail(
-                "redis-server is not on PATH: install it (apt-get install redis-server); "
-                "bash .ci/run does so",
-                pytrace=False,
-            )
-        self.exe = exe
+        self.exe = self._executable()
         self._tmp = tempfile.TemporaryDirectory(prefix="telstate-redis-")
         self.dir = Path(self._tmp.name)
         self.socket_path = str(self.dir / "redis.sock")
@@ -107,61 +174,14 @@ class RedisServer:
             "--dir", str(self.dir), *self.args,
         ]
         # fmt: on
-        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        log.close()
-        client = self.client()
-        deadline = time.monotonic() + 10.0
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    pytest.fail(
-                        f"redis-server exited with status {self.proc.returncode}:\n"
-                        + (self.dir / "redis.log").read_text(errors="replace"),
-                        pytrace=False,
-                    )
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop(kill=True)
-                    pytest.fail("redis-server did not answer PING within 10 s", pytrace=False)
-                time.sleep(0.01)
-        finally:
-            client.close()
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        self._launch(command)
 
     def kill(self) -> None:
         """SIGKILL the server (no shutdown, no final save); :meth:`start` brings it back."""
         self.stop(kill=True)
 
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
 
-
-class SentinelProcess:
+class SentinelProcess(_Process):
     """A redis-server in sentinel mode, on a free TCP port of 127.0.0.1."""
 
     def __init__(
@@ -174,10 +194,8 @@ class SentinelProcess:
         myid: str,
         known: str = "",
     ) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is not on PATH: install it", pytrace=False)
-        self.exe = exe
+        self.exe = self._executable()
+        self._log = "sentinel.log"
         self._tmp = tempfile.TemporaryDirectory(prefix="telstate-sentinel-")
         self.dir = Path(self._tmp.name)
         self.port = port
@@ -197,53 +215,7 @@ class SentinelProcess:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def start(self) -> None:
-        log = open(self.dir / "sentinel.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [self.exe, str(self.config), "--sentinel"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        client = self.client(socket_timeout=1)
-        deadline = time.monotonic() + 10.0
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    pytest.fail(
-                        f"redis-server --sentinel exited with {self.proc.returncode}:\n"
-                        + (self.dir / "sentinel.log").read_text(errors="replace"),
-                        pytrace=False,
-                    )
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop(kill=True)
-                    pytest.fail("sentinel did not answer PING within 10 s", pytrace=False)
-                time.sleep(0.01)
-        finally:
-            client.close()
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
+        self._launch([self.exe, str(self.config), "--sentinel"])
 
 
 class SentinelDeployment:

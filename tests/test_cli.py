@@ -10,6 +10,7 @@ the same output.  Commands run in-process through ``main(argv)``, except the
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -631,21 +632,38 @@ class Lines:
             pytest.fail(f"watch printed nothing within {timeout} s")
 
 
-def test_watch(dest: RedisServer) -> None:
-    ts = TelescopeState(dest.url)
-    ts.add("m000_activity", "slew", ts=START)
-    ts.set_indexed(f"{CBID}_gains", "m000", 1.0)
-    argv = ["watch", dest.url, "wind", "m000_activity", "gains", "--view", CBID]
+@contextlib.contextmanager
+def watching(*argv: str) -> Iterator[tuple[Lines, list[Any]]]:
+    """``telstate watch`` in a subprocess: its lines as they come; at the end it is sent
+    Ctrl-C, and the list gets its exit status and what it wrote on stderr."""
+    ended: list[Any] = []
     with subprocess.Popen(
-        [sys.executable, "-m", "telstate", *argv],
+        [sys.executable, "-m", "telstate", "watch", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": SRC},
     ) as proc:
-        assert proc.stdout is not None
-        lines = Lines(proc.stdout)
+        assert proc.stdout is not None and proc.stderr is not None
         try:
+            yield Lines(proc.stdout), ended
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                ended.append(proc.wait(timeout=10))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        ended.append(proc.stderr.read())
+
+
+def test_watch(dest: RedisServer) -> None:
+    ts = TelescopeState(dest.url)
+    ts.add("m000_activity", "slew", ts=START)
+    ts.set_indexed(f"{CBID}_gains", "m000", 1.0)
+    argv = (dest.url, "wind", "m000_activity", "gains", "--view", CBID)
+    try:
+        with watching(*argv) as (lines, ended):
             # Current values first: once they are printed, every key is being watched.
             first = {lines.next(), lines.next()}
             stamp = text.utc(START)
@@ -665,17 +683,10 @@ def test_watch(dest: RedisServer) -> None:
             assert line[:4] >= "2024"  # arrival time: indexed updates carry no timestamp
             ts.add("m000_activity", "scan", ts=START + 40)
             assert lines.next().endswith("m000_activity  'scan'")
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                status = proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise
-            finally:
-                ts.backend.close()
-        assert proc.stderr is not None
-        errors = proc.stderr.read()
+
+    finally:
+        ts.backend.close()
+    status, errors = ended
     assert status == 0, errors  # Ctrl-C is how watch ends: a clean exit
     assert errors == ""
 

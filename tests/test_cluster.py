@@ -99,14 +99,21 @@ def test_pipeline_flag_is_never_visible_before_its_data(cluster_url: str) -> Non
     writer = TelescopeState(cluster_url)
     reader = TelescopeState(cluster_url)
     seen: list[str] = []
+    checked: list[int] = []
     stop = threading.Event()
 
     def watch() -> None:
+        # until the writes end, and at least one flag was seen (bounded in time)
         deadline = time.monotonic() + 20
-        while not stop.is_set() and time.monotonic() < deadline:
+        while (not stop.is_set() or not checked) and time.monotonic() < deadline:
             for block in range(20):
                 if reader.exists(f"done_{block}"):
-                    missing = [k for k in KEYS if not reader.get_range(k, st=T0 + block) and True]
+                    checked.append(block)
+                    missing = [
+                        key
+                        for key in KEYS
+                        if not reader.get_range(key, st=T0 + block, et=T0 + block, include_end=True)
+                    ]
                     if missing:
                         seen.append(f"block {block}: {missing} missing")
 
@@ -123,6 +130,7 @@ def test_pipeline_flag_is_never_visible_before_its_data(cluster_url: str) -> Non
         thread.join(30)
         writer.backend.close()
         reader.backend.close()
+    assert checked, "the reader never saw a flag"
     assert seen == []
 
 

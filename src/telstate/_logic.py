@@ -31,7 +31,7 @@ from ._codec import (
     encode_value,
     equal_encoded_values,
 )
-from ._errors import DecodeError, ImmutableKeyError
+from ._errors import DecodeError, ImmutableKeyError, TimeoutError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
 from ._ranges import check_timestamp
 from ._updates import KeyUpdate
@@ -378,6 +378,14 @@ def wait_indexed_steps(
                 continue
         if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
             return
+
+
+def wait_timed_out(
+    what: str, timeout: float | None, cause: Exception | None = None
+) -> TimeoutError:
+    """The error of a wait whose timeout passed (`cause`: a call that gave up at it)."""
+    detail = f" ({cause})" if cause is not None else ""
+    return TimeoutError(f"Timed out waiting for {what} after {timeout}s{detail}")
 
 
 def describe(key: str | bytes, sub_key: Any = None, indexed: bool = False) -> str:

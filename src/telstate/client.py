@@ -28,6 +28,7 @@ from ._logic import (
     encode_sub_key,
     wait_indexed_steps,
     wait_key_steps,
+    wait_timed_out,
 )
 from ._ranges import check_timestamp, resolve_range
 from ._samples import decode_batch
@@ -526,13 +527,19 @@ def _drive(
                 except StopIteration:
                     return
                 if isinstance(request, Call):
-                    reply = getattr(backend, request.method)(*request.args)
+                    try:
+                        reply = getattr(backend, request.method)(*request.args)
+                    except TimeoutError as exc:  # the call gave up at the wait's deadline
+                        raise wait_timed_out(what, timeout, exc) from exc
                 elif isinstance(request, Subscribe):
                     # The key was looked at first (a satisfied wait returns even if
                     # cancelled, as in katsdptelstate); one that must block is cancelled
                     # before subscribing.
                     check_cancelled()
-                    subscription = backend.subscribe(request.keys)
+                    try:
+                        subscription = backend.subscribe(request.keys)
+                    except TimeoutError as exc:
+                        raise wait_timed_out(what, timeout, exc) from exc
                     reply = None
                 else:
                     assert isinstance(request, NextUpdate) and subscription is not None
@@ -541,16 +548,15 @@ def _drive(
                         check_cancelled()
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
-                            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s")
+                            raise wait_timed_out(what, timeout)
                         if cancel_poll is not None:
                             remaining = (
                                 cancel_poll if remaining is None else min(remaining, cancel_poll)
                             )
-                        reply = subscription.get(remaining)
-        except TimeoutError as exc:
-            if str(exc).startswith("Timed out waiting"):
-                raise
-            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s ({exc})") from exc
+                        try:
+                            reply = subscription.get(remaining)
+                        except TimeoutError as exc:  # reading an update's key type gave up
+                            raise wait_timed_out(what, timeout, exc) from exc
         finally:
             steps.close()
             if subscription is not None:

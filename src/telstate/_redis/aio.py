@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import redis
 
-from .. import _deadline
 from . import rules
 from .base import Reconnection, TransportState, subscribed
 from .config import Address, ServerConfig
@@ -49,7 +48,6 @@ from .session import (
     Parallel,
     Plan,
     Scripts,
-    call,
     check_handshake,
     discover,
     handshake_commands,
@@ -350,25 +348,9 @@ class AsyncTransport(TransportState):
 
     # -- running plans
 
-    async def run(
-        self,
-        commands: Sequence[Command],
-        *,
-        writes: bool = False,
-        deadline: float | None = None,
-        retry: bool = True,
-    ) -> list[Any]:
-        """Replies to `commands` (see :func:`.session.call`).
-
-        Without a `deadline`, that of the operation in progress applies (a wait's).
-        """
-        if deadline is None:
-            deadline = _deadline.current()
-        return await self.drive(
-            call(
-                self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
-            )
-        )
+    async def run(self, commands: Sequence[Command], *, writes: bool = False) -> list[Any]:
+        """Replies to `commands` (the plan of :meth:`.base.TransportState.call`)."""
+        return await self.drive(self.call(commands, writes))
 
     async def drive(self, plan: Plan[_T]) -> _T:
         """Run a plan to its end."""

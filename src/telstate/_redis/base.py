@@ -8,13 +8,15 @@ protocols); everything they decide is decided here or in the pure modules.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
+from .. import _deadline
 from . import rules
 from .config import ServerConfig
 from .errors import RedisConnectionError
 from .hub import Item, Lost, Ready, Refusal
-from .session import Scripts, Topology
+from .session import Command, Plan, Scripts, Topology, call
 
 __all__ = ["Reconnection", "TransportState", "subscribed"]
 
@@ -58,6 +60,13 @@ class TransportState:
 
     def describe(self) -> str:
         return self.topology.describe()
+
+    def call(self, commands: Sequence[Command], writes: bool) -> Plan[list[Any]]:
+        """The plan of one batch; the deadline of the operation in progress (a wait's)
+        bounds its retries."""
+        return call(
+            self.topology, self.scripts, commands, writes=writes, deadline=_deadline.current()
+        )
 
     def closed_error(self) -> RedisConnectionError:
         return RedisConnectionError(f"the backend for {self.describe()} is closed")

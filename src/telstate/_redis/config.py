@@ -218,8 +218,6 @@ _TLS_OPTIONS: dict[str, Any] = {
     "ssl_check_hostname": _bool,
     "ssl_ca_data": str,
 }
-#: Keyword arguments of ``from_url`` beyond the URL's own parameters.
-OPTION_NAMES = frozenset(_OPTIONS) | frozenset(_TLS_OPTIONS)
 
 
 def _split_hosts(netloc: str, default_port: int) -> tuple[Address, ...]:

@@ -58,7 +58,6 @@ from .session import (
     Pause,
     Plan,
     Scripts,
-    call,
     check_handshake,
     discover,
     handshake_commands,
@@ -287,25 +286,9 @@ class SyncTransport(TransportState):
 
     # -- running plans
 
-    def run(
-        self,
-        commands: Sequence[Command],
-        *,
-        writes: bool = False,
-        deadline: float | None = None,
-        retry: bool = True,
-    ) -> list[Any]:
-        """Replies to `commands` (see :func:`.session.call`).
-
-        Without a `deadline`, that of the operation in progress applies (a wait's).
-        """
-        if deadline is None:
-            deadline = _deadline.current()
-        return self.drive(
-            call(
-                self.topology, self.scripts, commands, writes=writes, deadline=deadline, retry=retry
-            )
-        )
+    def run(self, commands: Sequence[Command], *, writes: bool = False) -> list[Any]:
+        """Replies to `commands` (the plan of :meth:`.base.TransportState.call`)."""
+        return self.drive(self.call(commands, writes))
 
     def drive(self, plan: Plan[_T]) -> _T:
         """Run a plan to its end."""

@@ -37,6 +37,7 @@ from .._logic import (
     encode_sub_key,
     wait_indexed_steps,
     wait_key_steps,
+    wait_timed_out,
 )
 from .._ranges import check_timestamp, resolve_range
 from .._samples import decode_batch
@@ -509,9 +510,9 @@ async def _drive(backend: AsyncBackend, steps: Step, what: str, timeout: float |
                     async with asyncio.timeout_at(deadline):
                         reply = await subscription.get()
         except builtins.TimeoutError:
-            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s") from None
+            raise wait_timed_out(what, timeout) from None
         except TimeoutError as exc:  # a call gave up at the deadline
-            raise TimeoutError(f"Timed out waiting for {what} after {timeout}s ({exc})") from exc
+            raise wait_timed_out(what, timeout, exc) from exc
         finally:
             steps.close()
             if subscription is not None:

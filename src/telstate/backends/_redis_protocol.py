@@ -771,8 +771,3 @@ def server_info_plan(db: int) -> Plan[dict[str, str]]:
         total = sum(int(fields.get("used_memory", 0)) for fields in used)
         info["used_memory"] = f"{total / (1 << 20):.2f}M in {len(servers)} primaries"
     return info
-
-
-def ping_plan() -> Plan[None]:
-    (reply,) = yield Batch([("PING",)])
-    answer(reply)
