@@ -1,27 +1,23 @@
-"""The rules of the telescope state, shared by the sync and asyncio front ends.
+"""The rules of the telescope state above the backends, shared by both front ends.
 
-Nothing here does I/O.  Simple operations are "prepare, one backend call,
-finish": the front ends call the pure helpers below around a single backend
-call, adding only ``await`` in the asyncio version.  Waits take several steps
-(check, subscribe, check again, then react to updates), so they are written
-once as generators that *yield* requests and receive the replies (the h11 /
-sans-I/O pattern); :mod:`telstate.client` and :mod:`telstate.aio` each drive
-them with their own kind of I/O and own the clocks (timeouts, cancellation).
+Nothing here does I/O.  An operation of one backend call is "prepare, call,
+finish": a front-end method resolves the view into candidate keys
+(:class:`TelescopeStateBase`), encodes and checks a write (:func:`make_write`)
+or resolves a time range, makes the one call, and finishes with a helper below
+(:func:`check_written`, :func:`decode_found`), so the sync and asyncio methods
+differ only by ``await``.  Operations of several steps (waits, ``watch``,
+loading and saving files) are plans in :mod:`telstate._plans`.
 
-Wait semantics: ``wait_key`` returns once the key exists under some prefix of
-the view and ``condition(value, timestamp)`` holds for the first prefix that
-has it (timestamp None for non-sensors, the dict of an indexed key).  When an
-update arrives for that key, the condition sees the value the update carries,
-so a waiter for "a sample above 5" is woken by such a sample even if a later
-one is already stored.  ``wait_indexed`` is the same for one sub-key.
+Immutables are check-and-set: the backend stores a value only if the key (or
+sub-key) is absent and otherwise returns what it holds; the front end then
+accepts an equal value (:func:`check_immutable_change`) and raises otherwise.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from ._codec import (
@@ -31,32 +27,28 @@ from ._codec import (
     encode_value,
     equal_encoded_values,
 )
-from ._errors import DecodeError, ImmutableKeyError, TimeoutError
+from ._errors import DecodeError, ImmutableKeyError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
 from ._ranges import check_timestamp
-from ._updates import KeyUpdate
-from .backends.base import Write
+from .backends.base import Found, Write
 
 __all__ = [
-    "Call",
-    "NextUpdate",
     "PipelineBase",
-    "Subscribe",
     "TelescopeStateBase",
+    "check_batch",
     "check_immutable_change",
+    "check_written",
     "decode_found",
+    "describe",
     "encode_sub_key",
-    "wait_indexed_steps",
-    "wait_key_steps",
+    "make_indexed_write",
+    "make_write",
 ]
 
 logger = logging.getLogger("telstate")
 
 _B = TypeVar("_B")
 _Self = TypeVar("_Self", bound="TelescopeStateBase[Any]")
-
-KeyCondition = Callable[[Any, float | None], bool]
-IndexedCondition = Callable[[Any], bool]
 
 
 class TelescopeStateBase(Generic[_B]):
@@ -167,38 +159,29 @@ def encode_sub_key(sub_key: Any) -> bytes:
     return encode_value(sub_key, ENCODING_MSGPACK)
 
 
-def decode_payload(key_type: KeyType, payload: bytes | dict[bytes, bytes]) -> Any:
+def decode_payload(payload: bytes | dict[bytes, bytes]) -> Any:
     """Decoded value of a key's payload (a dict for an indexed key)."""
     if isinstance(payload, dict):
         return {decode_value(k): decode_value(v) for k, v in payload.items()}
     return decode_value(payload)
 
 
-def decode_found(
-    found: tuple[int, KeyType, bytes | dict[bytes, bytes], float | None], return_encoded: bool
-) -> Any:
+def decode_found(found: Found, return_encoded: bool) -> Any:
     """The value :meth:`get` returns for what the backend found."""
     payload = found[2]
     if return_encoded:
         return payload
-    if type(payload) is bytes:
-        return decode_value(payload)
-    return decode_payload(found[1], payload)
+    return decode_payload(payload)
 
 
 def make_write(
-    full_key: bytes,
-    value: Any,
-    ts: float | None,
-    immutable: bool,
-    encoding: bytes,
-    now: Callable[[], float],
+    full_key: bytes, value: Any, ts: float | None, immutable: bool, encoding: bytes
 ) -> Write:
     """Validate and encode one ``add`` into a :class:`Write` (nothing is written yet)."""
     encoded = encode_value(value, encoding)
     if immutable:
         return Write(KeyType.IMMUTABLE, full_key, encoded)
-    timestamp = now() if ts is None else check_timestamp(ts)
+    timestamp = time.time() if ts is None else check_timestamp(ts)
     return Write(KeyType.MUTABLE, full_key, encoded, timestamp)
 
 
@@ -207,6 +190,20 @@ def make_indexed_write(full_key: bytes, sub_key: Any, value: Any, encoding: byte
     return Write(
         KeyType.INDEXED, full_key, encode_value(value, encoding), sub_key=encode_sub_key(sub_key)
     )
+
+
+def check_written(write: Write, value: Any, stored: bytes | None) -> None:
+    """Raise ImmutableKeyError if a write of an immutable or sub-key met another value.
+
+    `stored` is what the backend answered: None (written, or a sample), or the
+    value it already holds; `value` is the value before encoding, for messages.
+    """
+    if stored is None or stored == write.value:  # equal bytes: nothing to check
+        return
+    what = display_str(write.key)
+    if write.sub_key is not None:
+        what = f"{what}[{_describe_value(write.sub_key)!r}]"
+    check_immutable_change(what, stored, write.value, value)
 
 
 def check_batch(
@@ -220,15 +217,14 @@ def check_batch(
     for i, (write, result) in enumerate(zip(writes, results, strict=True)):
         if isinstance(result, ImmutableKeyError):
             errors.append(result)
-        elif result is not None and result != write.value:  # equal bytes: nothing to check
-            what = display_str(write.key)
-            if write.sub_key is not None:
-                what = f"{what}[{_describe_value(write.sub_key)!r}]"
-            try:
-                value = values[i] if values is not None else _describe_value(write.value)
-                check_immutable_change(what, result, write.value, value)
-            except ImmutableKeyError as exc:
-                errors.append(exc)
+            continue
+        if result is None or result == write.value:
+            continue
+        try:
+            value = values[i] if values is not None else _describe_value(write.value)
+            check_written(write, value, result)
+        except ImmutableKeyError as exc:
+            errors.append(exc)
     if errors:
         more = f" (and {len(errors) - 1} more failed writes)" if len(errors) > 1 else ""
         raise ImmutableKeyError(f"{errors[0]}{more}; the batch's other writes were applied")
@@ -267,7 +263,7 @@ class PipelineBase:
     ) -> None:
         """Queue ``add`` (see :meth:`telstate.TelescopeState.add`)."""
         full_key = self._ts._write_key(key)
-        self._writes.append(make_write(full_key, value, ts, immutable, encoding, time.time))
+        self._writes.append(make_write(full_key, value, ts, immutable, encoding))
         self._values.append(value)
 
     def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
@@ -290,102 +286,6 @@ class PipelineBase:
         taken = self._writes, self._values
         self._writes, self._values = [], []
         return taken
-
-
-# --------------------------------------------------------------------------- waits
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Request: call ``backend.<method>(*args)`` and send back the result."""
-
-    method: str
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Request: subscribe to the updates of ``keys`` (reply: None)."""
-
-    keys: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NextUpdate:
-    """Request: the next update (a KeyUpdate or Recheck), waiting as long as allowed."""
-
-
-_NEXT = NextUpdate()
-Step = Generator[Call | Subscribe | NextUpdate, Any, None]
-
-
-def _key_holds(found: Any, condition: KeyCondition | None) -> bool:
-    if found is None:
-        return False
-    if condition is None:
-        return True
-    return condition(decode_payload(found[1], found[2]), found[3])
-
-
-def wait_key_steps(keys: tuple[bytes, ...], condition: KeyCondition | None) -> Step:
-    """Steps of ``wait_key``: finishes when the key exists and the condition holds."""
-    if _key_holds((yield Call("get", (keys,))), condition):
-        return
-    yield Subscribe(keys)
-    if _key_holds((yield Call("get", (keys,))), condition):
-        return
-    while True:
-        update = yield _NEXT
-        if isinstance(update, KeyUpdate):
-            if condition is None:
-                return  # a write to any of the keys: the key exists now
-            if update.key_type is not KeyType.INDEXED and update.key in keys:
-                pos = keys.index(update.key)
-                shadowed = pos > 0 and (yield Call("exists", (keys[:pos],)))
-                if not shadowed:
-                    if condition(decode_value(update.value), update.timestamp):
-                        return
-                    continue
-        if _key_holds((yield Call("get", (keys,))), condition):
-            return
-
-
-def _indexed_holds(found: Any, condition: IndexedCondition | None) -> bool:
-    if found is None or found[1] is None:
-        return False
-    return condition is None or condition(decode_value(found[1]))
-
-
-def wait_indexed_steps(
-    keys: tuple[bytes, ...], sub_key: bytes, condition: IndexedCondition | None, what: str
-) -> Step:
-    """Steps of ``wait_indexed``: finishes when the sub-key exists and the condition holds."""
-    if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
-        return
-    yield Subscribe(keys)
-    if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
-        return
-    while True:
-        update = yield _NEXT
-        if isinstance(update, KeyUpdate):
-            if update.key_type is not KeyType.INDEXED:
-                raise ImmutableKeyError(f"wait_indexed called on non-indexed key {what}")
-            if update.sub_key != sub_key:
-                continue
-            if update.key == keys[0]:
-                if condition is None or condition(decode_value(update.value)):
-                    return
-                continue
-        if _indexed_holds((yield Call("get_indexed", (keys, sub_key))), condition):
-            return
-
-
-def wait_timed_out(
-    what: str, timeout: float | None, cause: Exception | None = None
-) -> TimeoutError:
-    """The error of a wait whose timeout passed (`cause`: a call that gave up at it)."""
-    detail = f" ({cause})" if cause is not None else ""
-    return TimeoutError(f"Timed out waiting for {what} after {timeout}s{detail}")
 
 
 def describe(key: str | bytes, sub_key: Any = None, indexed: bool = False) -> str:

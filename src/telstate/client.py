@@ -1,47 +1,43 @@
-"""The synchronous :class:`TelescopeState`: rules from :mod:`._logic`, blocking I/O."""
+"""The synchronous :class:`TelescopeState`: the rules of :mod:`._logic` and
+:mod:`._plans`, with blocking I/O.
+
+Each method is the twin of the asyncio one in :mod:`telstate.aio` (they differ
+by ``await``; ``tests/test_aio.py`` checks that the two APIs match).
+"""
 
 from __future__ import annotations
 
 import os
-import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from . import _deadline
-from ._codec import ENCODING_DEFAULT, decode_value, encode_value
-from ._errors import CancelledError, TimeoutError
+from . import _plans as plans
+from ._codec import ENCODING_DEFAULT, decode_value
+from ._drivers import Driver
 from ._keys import KeyType, display_str, ensure_bytes, ensure_str
 from ._logic import (
-    Call,
-    IndexedCondition,
-    KeyCondition,
-    NextUpdate,
     PipelineBase,
-    Step,
-    Subscribe,
     TelescopeStateBase,
     check_batch,
-    check_immutable_change,
+    check_written,
     decode_found,
     describe,
     encode_sub_key,
-    wait_indexed_steps,
-    wait_key_steps,
-    wait_timed_out,
+    make_indexed_write,
+    make_write,
 )
-from ._ranges import check_timestamp, resolve_range
+from ._plans import IndexedCondition, KeyCondition
+from ._ranges import resolve_range
 from ._samples import decode_batch
-from .backends.base import Backend, Subscription
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .endpoint import Endpoint, endpoint_parser
+from .rdb import RDBWriter
 from .rdb._reader import RdbIndex
 from .rdb._source import RdbSource, read_source
 
 __all__ = ["TelescopeState"]
-
-# How often a wait looks at its cancellation future when it cannot be told.
-_CANCEL_POLL = 0.05
 
 
 class TelescopeState(TelescopeStateBase[Backend]):
@@ -140,7 +136,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
             (everything else is loaded).
         """
         data, name = read_source(file)
-        return self._backend.load_rdb(RdbIndex(data, name, verify_checksum=True))
+        index = RdbIndex(data, name, verify_checksum=True)
+        return Driver(self._backend, plans.load(index)).run()  # type: ignore[no-any-return]
 
     def save_to_file(
         self, filename: str | os.PathLike[str], keys: Iterable[str | bytes] | None = None
@@ -152,8 +149,6 @@ class TelescopeState(TelescopeStateBase[Backend]):
         :class:`telstate.rdb.RDBWriter` for more control.  All or nothing: a save
         that raises removes its file.
         """
-        from .rdb import RDBWriter
-
         writer = RDBWriter(filename)
         try:
             writer.save(self._backend, keys)
@@ -278,15 +273,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
         EncodeError
             If `value` cannot be encoded.
         """
-        full_key = self._write_key(key)
-        encoded = encode_value(value, encoding)
-        if immutable:
-            old = self._backend.set_immutable(full_key, encoded)
-            if old is not None:
-                check_immutable_change(display_str(full_key), old, encoded, value)
-        else:
-            timestamp = time.time() if ts is None else check_timestamp(ts)
-            self._backend.add_mutable(full_key, encoded, timestamp)
+        write = make_write(self._write_key(key), value, ts, immutable, encoding)
+        check_written(write, value, self._backend.write(write))
 
     def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""
@@ -313,12 +301,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
         ImmutableKeyError
             If the sub-key holds a different value, or the key is not indexed.
         """
-        full_key = self._write_key(key)
-        sub_key_enc = encode_sub_key(sub_key)
-        encoded = encode_value(value, encoding)
-        old = self._backend.set_indexed(full_key, sub_key_enc, encoded)
-        if old is not None:
-            check_immutable_change(describe(full_key, sub_key, True), old, encoded, value)
+        write = make_indexed_write(self._write_key(key), sub_key, value, encoding)
+        check_written(write, value, self._backend.write(write))
 
     def pipeline(self) -> Pipeline:
         """A batch of writes sent together when the ``with`` block ends.
@@ -460,8 +444,8 @@ class TelescopeState(TelescopeStateBase[Backend]):
         CancelledError
             If `cancel_future` is done.
         """
-        steps = wait_key_steps(self._full_keys(key), condition)
-        _drive(self._backend, steps, describe(key), timeout, cancel_future)
+        plan = plans.wait_key(self._full_keys(key), condition)
+        Driver(self._backend, plan, describe(key), timeout, cancel_future).run()
 
     def wait_indexed(
         self,
@@ -483,8 +467,31 @@ class TelescopeState(TelescopeStateBase[Backend]):
             If the key exists (or is created while waiting) and is not indexed.
         """
         what = describe(key, sub_key, indexed=True)
-        steps = wait_indexed_steps(self._full_keys(key), encode_sub_key(sub_key), condition, what)
-        _drive(self._backend, steps, what, timeout, cancel_future)
+        plan = plans.wait_indexed(self._full_keys(key), encode_sub_key(sub_key), condition, what)
+        Driver(self._backend, plan, what, timeout, cancel_future).run()
+
+    def watch(self, key: str | bytes, initial: bool = True) -> Iterator[tuple[Any, Any]]:
+        """Every update of `key`, as it happens: ``for value, ts in ts.watch(key)``.
+
+        Yields ``(value, timestamp)`` for each sensor sample, ``(value, None)``
+        for an immutable (and then stops: it cannot change), and
+        ``({sub_key: value}, None)`` for each new sub-key of an indexed key.
+        With `initial`, the key's current state comes first (a sensor's latest
+        sample, an immutable's value, an indexed key's whole dict).  Only the
+        view's first prefix is watched.  Updates missed while a connection was
+        down are recovered: a sensor's samples since the last one seen, an
+        indexed key's new sub-keys, an immutable that appeared.  Break out of
+        the loop (or close the iterator) to stop watching.
+        """
+        driver = Driver(self._backend, plans.watch(self._write_key(key), initial), describe(key))
+        try:
+            while True:
+                done, item = driver.step()
+                if done:
+                    return
+                yield item
+        finally:
+            driver.close()
 
 
 class Pipeline(PipelineBase):
@@ -502,65 +509,6 @@ class Pipeline(PipelineBase):
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
             self.execute()
-
-
-def _drive(
-    backend: Backend, steps: Step, what: str, timeout: float | None, cancel_future: Any
-) -> None:
-    """Run wait steps against a sync backend, enforcing the timeout and cancellation."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    subscription: Subscription | None = None
-    # Futures cannot wake a blocked thread portably, so a cancellable wait polls.
-    cancel_poll = None if cancel_future is None else _CANCEL_POLL
-
-    def check_cancelled() -> None:
-        if cancel_future is not None and cancel_future.done():
-            raise CancelledError(f"Wait for {what} cancelled")
-
-    reply: Any = None
-    # Calls made for the wait (looking at the key, subscribing) stop retrying at its end.
-    with _deadline.until(deadline):
-        try:
-            while True:
-                try:
-                    request = steps.send(reply)
-                except StopIteration:
-                    return
-                if isinstance(request, Call):
-                    try:
-                        reply = getattr(backend, request.method)(*request.args)
-                    except TimeoutError as exc:  # the call gave up at the wait's deadline
-                        raise wait_timed_out(what, timeout, exc) from exc
-                elif isinstance(request, Subscribe):
-                    # The key was looked at first (a satisfied wait returns even if
-                    # cancelled, as in katsdptelstate); one that must block is cancelled
-                    # before subscribing.
-                    check_cancelled()
-                    try:
-                        subscription = backend.subscribe(request.keys)
-                    except TimeoutError as exc:
-                        raise wait_timed_out(what, timeout, exc) from exc
-                    reply = None
-                else:
-                    assert isinstance(request, NextUpdate) and subscription is not None
-                    reply = None
-                    while reply is None:
-                        check_cancelled()
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        if remaining is not None and remaining <= 0:
-                            raise wait_timed_out(what, timeout)
-                        if cancel_poll is not None:
-                            remaining = (
-                                cancel_poll if remaining is None else min(remaining, cancel_poll)
-                            )
-                        try:
-                            reply = subscription.get(remaining)
-                        except TimeoutError as exc:  # reading an update's key type gave up
-                            raise wait_timed_out(what, timeout, exc) from exc
-        finally:
-            steps.close()
-            if subscription is not None:
-                subscription.close()
 
 
 def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:

@@ -1,7 +1,8 @@
 """The asyncio TelescopeState: the same rules as the sync one, awaited.
 
-Every rule comes from :mod:`telstate._logic` (shared with
-:class:`telstate.TelescopeState`); this module only awaits the backend.  Waits
+Every rule comes from :mod:`telstate._logic` and :mod:`telstate._plans` (shared
+with :class:`telstate.TelescopeState`, whose methods are these without
+``await``); this module only awaits the backend.  Waits
 take an optional timeout and are cancelled like any task.  Beyond
 katsdptelstate's asyncio API it loads and opens RDB files without blocking the
 event loop, batches writes in pipelines, and :meth:`TelescopeState.watch`
@@ -11,41 +12,32 @@ streams a key's updates.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import os
-import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from .. import _deadline
-from .._codec import ENCODING_DEFAULT, decode_value, encode_value
-from .._errors import TimeoutError
+from .. import _plans as plans
+from .._codec import ENCODING_DEFAULT, decode_value
+from .._drivers import AsyncDriver
 from .._keys import KeyType, display_str, ensure_bytes, ensure_str
 from .._logic import (
-    Call,
-    IndexedCondition,
-    KeyCondition,
-    NextUpdate,
     PipelineBase,
-    Step,
-    Subscribe,
     TelescopeStateBase,
     check_batch,
-    check_immutable_change,
+    check_written,
     decode_found,
     describe,
     encode_sub_key,
-    wait_indexed_steps,
-    wait_key_steps,
-    wait_timed_out,
+    make_indexed_write,
+    make_write,
 )
-from .._ranges import check_timestamp, resolve_range
+from .._plans import IndexedCondition, KeyCondition
+from .._ranges import resolve_range
 from .._samples import decode_batch
-from .._updates import KeyUpdate
 from ..rdb._reader import RdbIndex
 from ..rdb._save import RDBWriter as _SyncRDBWriter
 from ..rdb._source import RdbSource, read_source
-from .backend import AsyncBackend, AsyncSubscription
+from .backend import AsyncBackend
 from .memory import MemoryBackend
 
 __all__ = ["AsyncBackend", "MemoryBackend", "Pipeline", "RDBWriter", "TelescopeState"]
@@ -93,7 +85,7 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         Parsing runs in a worker thread, so the event loop is not blocked.
         """
         index = await asyncio.to_thread(_index, file)
-        return await self._backend.load_rdb(index)
+        return await AsyncDriver(self._backend, plans.load(index)).run()  # type: ignore[no-any-return]
 
     async def save_to_file(
         self, filename: str | os.PathLike[str], keys: Iterable[str | bytes] | None = None
@@ -153,15 +145,8 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         encoding: bytes = ENCODING_DEFAULT,
     ) -> None:
         """Add a sensor sample or set an immutable (see :meth:`telstate.TelescopeState.add`)."""
-        full_key = self._write_key(key)
-        encoded = encode_value(value, encoding)
-        if immutable:
-            old = await self._backend.set_immutable(full_key, encoded)
-            if old is not None:
-                check_immutable_change(display_str(full_key), old, encoded, value)
-        else:
-            timestamp = time.time() if ts is None else check_timestamp(ts)
-            await self._backend.add_mutable(full_key, encoded, timestamp)
+        write = make_write(self._write_key(key), value, ts, immutable, encoding)
+        check_written(write, value, await self._backend.write(write))
 
     async def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""
@@ -171,12 +156,8 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         self, key: str | bytes, sub_key: Any, value: Any, encoding: bytes = ENCODING_DEFAULT
     ) -> None:
         """Set one sub-key of an indexed key (see :meth:`telstate.TelescopeState.set_indexed`)."""
-        full_key = self._write_key(key)
-        sub_key_enc = encode_sub_key(sub_key)
-        encoded = encode_value(value, encoding)
-        old = await self._backend.set_indexed(full_key, sub_key_enc, encoded)
-        if old is not None:
-            check_immutable_change(describe(full_key, sub_key, True), old, encoded, value)
+        write = make_indexed_write(self._write_key(key), sub_key, value, encoding)
+        check_written(write, value, await self._backend.write(write))
 
     def pipeline(self) -> Pipeline:
         """A batch of writes sent together by ``async with`` (see the sync ``pipeline``)."""
@@ -233,8 +214,8 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         TimeoutError
             If `timeout` (seconds) expires first.
         """
-        steps = wait_key_steps(self._full_keys(key), condition)
-        await _drive(self._backend, steps, describe(key), timeout)
+        plan = plans.wait_key(self._full_keys(key), condition)
+        await AsyncDriver(self._backend, plan, describe(key), timeout).run()
 
     async def wait_indexed(
         self,
@@ -253,86 +234,25 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
             If the key exists (or is created meanwhile) and is not indexed.
         """
         what = describe(key, sub_key, indexed=True)
-        steps = wait_indexed_steps(self._full_keys(key), encode_sub_key(sub_key), condition, what)
-        await _drive(self._backend, steps, what, timeout)
+        plan = plans.wait_indexed(self._full_keys(key), encode_sub_key(sub_key), condition, what)
+        await AsyncDriver(self._backend, plan, what, timeout).run()
 
     async def watch(self, key: str | bytes, initial: bool = True) -> AsyncIterator[tuple[Any, Any]]:
         """Every update of `key`, as it happens: ``async for value, ts in ts.watch(key)``.
 
-        Yields ``(value, timestamp)`` for each sensor sample, ``(value, None)``
-        for an immutable, and ``({sub_key: value}, None)`` for each new sub-key
-        of an indexed key.  With `initial`, the key's current state comes first
-        (a sensor's latest sample, an immutable's value, an indexed key's whole
-        dict).  Only the view's first prefix is watched.  Updates missed while a
-        connection was down are recovered: a sensor's samples since the last one
-        seen, an indexed key's new sub-keys, an immutable that appeared.
+        See :meth:`telstate.TelescopeState.watch`.
         """
-        full_key = self._write_key(key)
-        keys = (full_key,)
-        subscription = await self._backend.subscribe(keys)
-        last_ts: float | None = None
-        seen: set[bytes] = set()  # sub-keys already yielded
-        # Samples yielded from a read whose notification may still be on its way
-        # (the subscription starts before the initial read, and catch-up reads overlap
-        # notifications): each is skipped once when its notification arrives.
-        read_ahead: set[tuple[float, bytes]] = set()
+        driver = AsyncDriver(
+            self._backend, plans.watch(self._write_key(key), initial), describe(key)
+        )
         try:
-            found = await self._backend.get(keys)
-            if found is not None:
-                kind, payload, stamp = found[1], found[2], found[3]
-                last_ts = stamp
-                if isinstance(payload, dict):
-                    seen.update(payload)
-                elif stamp is not None and isinstance(payload, bytes):
-                    read_ahead.add((stamp, payload))
-                if initial:
-                    yield decode_found(found, False), stamp
-                if kind is KeyType.IMMUTABLE:
-                    return
             while True:
-                update = await subscription.get()
-                if isinstance(update, KeyUpdate):
-                    if update.key_type is KeyType.INDEXED:
-                        assert update.sub_key is not None
-                        if update.sub_key in seen:
-                            continue
-                        seen.add(update.sub_key)
-                        yield {decode_value(update.sub_key): decode_value(update.value)}, None
-                    else:
-                        if update.timestamp is not None:
-                            if (update.timestamp, update.value) in read_ahead:
-                                read_ahead.discard((update.timestamp, update.value))
-                                continue
-                            last_ts = max(update.timestamp, last_ts or 0.0)
-                        yield decode_value(update.value), update.timestamp
-                        if update.key_type is KeyType.IMMUTABLE:
-                            return
-                    continue
-                # Updates may have been missed: catch up from the stored data.
-                found = await self._backend.get(keys)
-                if found is None:
-                    continue
-                if found[1] is KeyType.MUTABLE:
-                    query = resolve_range(
-                        last_ts if last_ts is not None else 0.0, None, False, False
-                    )
-                    batch = await self._backend.get_range(keys, query)
-                    encoded = batch.encoded() if batch is not None else []
-                    for raw, stamp in encoded:
-                        if last_ts is None or stamp > last_ts:
-                            last_ts = stamp
-                            read_ahead.add((stamp, raw))
-                            yield decode_value(raw), stamp
-                elif isinstance(found[2], dict):
-                    for sub_key, value in found[2].items():
-                        if sub_key not in seen:
-                            seen.add(sub_key)
-                            yield {decode_value(sub_key): decode_value(value)}, None
-                else:
-                    yield decode_found(found, False), None
+                done, item = await driver.step()
+                if done:
                     return
+                yield item
         finally:
-            await subscription.close()
+            await driver.close()
 
 
 class Pipeline(PipelineBase):
@@ -415,22 +335,15 @@ class RDBWriter:
             Full keys to write (default: all).  Missing keys are logged and
             counted in :attr:`keys_failed`.
         """
-        backend, temporary = _async_backend_of(client)
+        backend, release = _async_backend_of(client)
+        names = None if keys is None else [ensure_bytes(key) for key in keys]
+        writer = self._writer
+        plan = plans.save(names, backend.supports_dump, writer.save_dumps, writer.save_snapshots)
         try:
-            names = (
-                [ensure_bytes(key) for key in keys]
-                if keys is not None
-                else await backend.keys(b"*")
-            )
-            for start in range(0, len(names), 256):
-                chunk = names[start : start + 256]
-                snapshots = await backend.snapshot(chunk)
-                await asyncio.to_thread(
-                    self._writer.save_snapshots, zip(chunk, snapshots, strict=True)
-                )
+            await AsyncDriver(backend, plan).run()
         finally:
-            if temporary:
-                await backend.release()  # type: ignore[attr-defined]
+            if release is not None:
+                await release()
 
     def close(self) -> None:
         """Finish the file (end marker and checksum) and close it; nothing if closed already.
@@ -461,59 +374,25 @@ class RDBWriter:
         await self.aclose()
 
 
-def _async_backend_of(client: Any) -> tuple[AsyncBackend, bool]:
-    """The backend to save from, and whether it was made for the occasion."""
+def _async_backend_of(
+    client: Any,
+) -> tuple[AsyncBackend, Callable[[], Awaitable[None]] | None]:
+    """The backend to save from, and how to release it if it was made for the occasion."""
     if isinstance(client, TelescopeState):
-        return client.backend, False
+        return client.backend, None
     if isinstance(client, AsyncBackend):
-        return client, False
+        return client, None
+    # Imported here: only a redis-py client needs redis-py (see telstate.rdb._save).
     import redis.asyncio
 
     if isinstance(client, redis.asyncio.Redis):
         from .redis import RedisBackend
 
-        return RedisBackend(client), True
+        backend = RedisBackend(client)
+        return backend, backend.release
     raise TypeError(f"cannot save from {type(client).__name__}")
 
 
 def _index(file: RdbSource) -> RdbIndex:
     data, name = read_source(file)
     return RdbIndex(data, name, verify_checksum=True)
-
-
-async def _drive(backend: AsyncBackend, steps: Step, what: str, timeout: float | None) -> None:
-    """Run wait steps against an asyncio backend, enforcing the timeout.
-
-    The timeout bounds the waiting for updates, not the first look at the key: a
-    wait that is already satisfied returns whatever the timeout (even 0).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    subscription: AsyncSubscription | None = None
-    reply: Any = None
-    # Calls made for the wait stop retrying at its end (a server down, say).
-    with _deadline.until(deadline):
-        try:
-            while True:
-                try:
-                    request = steps.send(reply)
-                except StopIteration:
-                    return
-                if isinstance(request, Call):
-                    reply = await getattr(backend, request.method)(*request.args)
-                elif isinstance(request, Subscribe):
-                    async with asyncio.timeout_at(deadline):
-                        subscription = await backend.subscribe(request.keys)
-                    reply = None
-                else:
-                    assert isinstance(request, NextUpdate) and subscription is not None
-                    async with asyncio.timeout_at(deadline):
-                        reply = await subscription.get()
-        except builtins.TimeoutError:
-            raise wait_timed_out(what, timeout) from None
-        except TimeoutError as exc:  # a call gave up at the deadline
-            raise wait_timed_out(what, timeout, exc) from exc
-        finally:
-            steps.close()
-            if subscription is not None:
-                await subscription.close()

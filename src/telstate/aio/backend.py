@@ -39,7 +39,17 @@ class AsyncSubscription(ABC):
 
 
 class AsyncBackend(ABC):
-    """Storage for a telescope state (asyncio)."""
+    """Storage for a telescope state (asyncio).
+
+    Attributes
+    ----------
+    supports_dump
+        As for :class:`telstate.backends.Backend`.
+    """
+
+    @property
+    def supports_dump(self) -> bool:
+        return False
 
     @abstractmethod
     async def get(self, keys: Sequence[bytes]) -> Found | None: ...
@@ -87,8 +97,16 @@ class AsyncBackend(ABC):
     @abstractmethod
     async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]: ...
 
+    async def write(self, write: Write) -> bytes | None:
+        """One write, by the method of its type (see :meth:`telstate.backends.Write.to`)."""
+        return await write.to(self)  # type: ignore[no-any-return]
+
+    async def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Redis ``DUMP`` payloads of `keys`; only if :attr:`supports_dump`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot DUMP keys")
+
     @abstractmethod
-    async def load_rdb(self, index: RdbIndex) -> int: ...
+    async def load_new_keys(self, index: RdbIndex) -> list[bytes]: ...
 
     @abstractmethod
     async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription: ...

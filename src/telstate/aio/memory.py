@@ -101,8 +101,8 @@ class LocalBackend(AsyncBackend):
     async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         return self.sync.snapshot(keys)
 
-    async def load_rdb(self, index: RdbIndex) -> int:
-        return await asyncio.to_thread(self.sync.load_rdb, index)
+    async def load_new_keys(self, index: RdbIndex) -> list[bytes]:
+        return await asyncio.to_thread(self.sync.load_new_keys, index)
 
     async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription:
         return _Never()

@@ -18,7 +18,6 @@ import redis.asyncio
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
-from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.aio import AsyncSubscription as _HubSubscription
@@ -36,7 +35,6 @@ from ..backends.redis import (
     transport_config,
     url_config,
 )
-from ..rdb._load import merge_writes
 from .backend import AsyncBackend, AsyncSubscription
 
 if TYPE_CHECKING:
@@ -240,9 +238,9 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
     async def clear(self) -> None:
         await self._run(proto.clear_plan())
 
-    async def load_rdb(self, index: RdbIndex) -> int:
+    async def load_new_keys(self, index: RdbIndex) -> list[bytes]:
         # As the sync backend: RESTORE payloads built in a worker thread while the
-        # server restores the previous batch; existing keys merged with writes.
+        # server restores the previous batch; keys that exist are returned.
         keys = list(index.entries)
         merge: list[bytes] = []
         batches = proto.restore_batches(index, keys)
@@ -250,12 +248,7 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
         while (batch := await pending) is not None:
             pending = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
             merge += await self._run(proto.restore_plan(batch))
-        if merge:
-            writes = await asyncio.to_thread(
-                lambda: [write for key in merge for write in merge_writes(index, key)]
-            )
-            check_batch(writes, None, await self.write_batch(writes))
-        return len(keys)
+        return merge
 
     # -- waits
 

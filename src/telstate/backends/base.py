@@ -17,7 +17,7 @@ that changes data tells the key's subscribers (see :mod:`telstate._updates`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,19 @@ class Write:
     timestamp: float | None = None
     sub_key: bytes | None = None
 
+    def to(self, backend: Any) -> Any:
+        """Make this write on `backend` with the single-write method of its type.
+
+        Returns the method's reply from a sync backend (None, or the value
+        already stored for immutables and sub-keys), an awaitable of it from an
+        asyncio backend (the method names are the same).
+        """
+        if self.key_type is KeyType.IMMUTABLE:
+            return backend.set_immutable(self.key, self.value)
+        if self.key_type is KeyType.MUTABLE:
+            return backend.add_mutable(self.key, self.value, self.timestamp)
+        return backend.set_indexed(self.key, self.sub_key, self.value)
+
 
 @dataclass(frozen=True, slots=True)
 class KeyStats:
@@ -78,22 +91,6 @@ class KeyStats:
     last: float | None = None
 
 
-def snapshot_steps(
-    key: bytes,
-) -> Generator[tuple[str, tuple[Any, ...]], Any, Snapshot | None]:
-    """The reads that take a key's snapshot, as (method, args) requests (sync or asyncio).
-
-    ``get`` first; for a sensor then ``get_range`` of every sample.
-    """
-    found = yield "get", ([key],)
-    if found is None:
-        return None
-    if found[1] is KeyType.MUTABLE:
-        batch = yield "get_range", ([key], ALL_SAMPLES)
-        return None if batch is None else (KeyType.MUTABLE, batch)
-    return found[1], found[2]
-
-
 class Subscription(ABC):
     """Updates to a set of keys, from the moment of subscribing until closed."""
 
@@ -107,7 +104,18 @@ class Subscription(ABC):
 
 
 class Backend(ABC):
-    """Storage for a telescope state (synchronous)."""
+    """Storage for a telescope state (synchronous).
+
+    Attributes
+    ----------
+    supports_dump
+        Whether :meth:`dumps` gives Redis ``DUMP`` payloads (a real Redis
+        server), which a file writer copies as they are.
+    """
+
+    @property
+    def supports_dump(self) -> bool:
+        return False
 
     @abstractmethod
     def get(self, keys: Sequence[bytes]) -> Found | None:
@@ -136,18 +144,14 @@ class Backend(ABC):
         results: list[bytes | ImmutableKeyError | None] = []
         for write in writes:
             try:
-                if write.key_type is KeyType.IMMUTABLE:
-                    results.append(self.set_immutable(write.key, write.value))
-                elif write.key_type is KeyType.MUTABLE:
-                    assert write.timestamp is not None
-                    self.add_mutable(write.key, write.value, write.timestamp)
-                    results.append(None)
-                else:
-                    assert write.sub_key is not None
-                    results.append(self.set_indexed(write.key, write.sub_key, write.value))
+                results.append(self.write(write))
             except ImmutableKeyError as exc:
                 results.append(exc)
         return results
+
+    def write(self, write: Write) -> bytes | None:
+        """One write, by the method of its type (see :meth:`Write.to`)."""
+        return write.to(self)  # type: ignore[no-any-return]
 
     @abstractmethod
     def delete(self, keys: Sequence[bytes]) -> None:
@@ -183,27 +187,26 @@ class Backend(ABC):
         ImmutableKeyError if that key is not a sensor and the query reads samples.
         """
 
+    @abstractmethod
     def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         """The whole content of each of `keys` (None where absent), for writing files."""
-        result: list[Snapshot | None] = []
-        for key in keys:
-            steps = snapshot_steps(key)
-            reply: Any = None
-            try:
-                while True:
-                    method, args = steps.send(reply)
-                    reply = getattr(self, method)(*args)
-            except StopIteration as done:
-                result.append(done.value)
-        return result
+
+    def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Redis ``DUMP`` payloads of `keys` (None where absent); only if :attr:`supports_dump`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot DUMP keys")
 
     @abstractmethod
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         """A :class:`KeyStats` for each of `keys` (None for keys that do not exist)."""
 
     @abstractmethod
-    def load_rdb(self, index: RdbIndex) -> int:
-        """Add the keys of an RDB file (see :mod:`telstate.rdb._load`); return how many."""
+    def load_new_keys(self, index: RdbIndex) -> list[bytes]:
+        """Create each key of an RDB file that does not exist; return those that do.
+
+        Everything is checked (decoded, or its checksum verified) before anything
+        is written, so a damaged file changes nothing.  The keys returned are
+        merged by ordinary writes (see :func:`telstate._plans.load`).
+        """
 
     @abstractmethod
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:

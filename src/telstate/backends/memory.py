@@ -7,6 +7,10 @@ above it behaves the same on both backends::
     sensor     SampleStore             (a sorted set of members, see _samples)
     indexed    dict[bytes, bytes]      (a Redis hash)
 
+The read rules over values held like this are written once, in
+:class:`HeldValues`, for this backend and for the read-only RDB file backend,
+which decodes each key into the same objects when it is first read.
+
 One lock guards the data; every method is one atomic step, like a Lua script
 on a Redis server.  Writers hand a :class:`KeyUpdate` to the subscribers of
 the key while holding the lock, so a waiter that subscribed before checking
@@ -23,17 +27,15 @@ from typing import TYPE_CHECKING
 
 from .._glob import compile_glob
 from .._keys import KeyType, wrong_type
-from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
-from ..rdb._load import merge_writes
 from .base import ALL_SAMPLES, Backend, Found, KeyStats, Snapshot, Subscription
 
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["MemoryBackend"]
+__all__ = ["HeldValues", "MemoryBackend", "snapshot_of"]
 
 _Value = bytes | SampleStore | dict[bytes, bytes]
 
@@ -72,6 +74,103 @@ def _stats(value: _Value) -> KeyStats:
     return KeyStats(KeyType.INDEXED, len(value), size)
 
 
+def snapshot_of(value: _Value | SampleBatch) -> Snapshot:
+    """A key's whole content from its held value (or from a batch of all its samples)."""
+    if type(value) is bytes:
+        return KeyType.IMMUTABLE, value
+    if type(value) is SampleStore:
+        return KeyType.MUTABLE, value.query(ALL_SAMPLES)
+    if type(value) is SampleBatch:
+        return KeyType.MUTABLE, value
+    assert isinstance(value, dict)
+    return KeyType.INDEXED, dict(value)
+
+
+class HeldValues(Backend):
+    """The read rules over values held in this process (see the module's comment).
+
+    Subclasses set ``_lock``, ``_lookup`` (a key's value, decoded if need be:
+    a plain function, as it is on the hot path of every read) and ``_peek``
+    (the same, for a snapshot: it need not keep what it decodes), and provide
+    :meth:`_kind` and :meth:`_names`; all are used with the lock held.
+    """
+
+    _lock: threading.Lock
+    _lookup: Callable[[bytes], _Value | None]
+    _peek: Callable[[bytes], _Value | SampleBatch | None]
+
+    def _kind(self, key: bytes) -> KeyType | None:
+        value = self._lookup(key)
+        return None if value is None else _type_of(value)
+
+    def _names(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def get(self, keys: Sequence[bytes]) -> Found | None:
+        with self._lock:
+            for i, key in enumerate(keys):
+                value = self._lookup(key)
+                if value is not None:
+                    return found(i, value)
+        return None
+
+    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
+        with self._lock:
+            for key in keys:
+                kind = self._kind(key)
+                if kind is not None:
+                    return kind
+        return None
+
+    def exists(self, keys: Sequence[bytes]) -> bool:
+        with self._lock:
+            return any(self._kind(key) is not None for key in keys)
+
+    def keys(self, pattern: bytes) -> list[bytes]:
+        with self._lock:
+            keys = self._names()
+        if pattern == b"*":
+            return keys
+        match = compile_glob(pattern)
+        return [key for key in keys if match(key)]
+
+    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
+        with self._lock:
+            for i, key in enumerate(keys):
+                value = self._lookup(key)
+                if value is None:
+                    continue
+                if type(value) is not dict:
+                    raise wrong_type(key, KeyType.INDEXED, _type_of(value))
+                return i, value.get(sub_key)
+        return None
+
+    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
+        with self._lock:
+            for key in keys:
+                kind = self._kind(key)
+                if kind is None:
+                    continue
+                if kind is not KeyType.MUTABLE:
+                    if query.scan or query.previous:
+                        raise wrong_type(key, KeyType.MUTABLE, kind)
+                    return EMPTY_BATCH
+                value = self._lookup(key)
+                assert type(value) is SampleStore
+                return value.query(query)
+        return None
+
+    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
+        with self._lock:
+            return [
+                None if (value := self._peek(key)) is None else snapshot_of(value) for key in keys
+            ]
+
+    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        with self._lock:
+            return [None if (value := self._lookup(key)) is None else _stats(value) for key in keys]
+
+
 class _MemorySubscription(Subscription):
     def __init__(self, backend: MemoryBackend, keys: Sequence[bytes]) -> None:
         self._queue: queue.SimpleQueue[KeyUpdate | Recheck] = queue.SimpleQueue()
@@ -87,7 +186,7 @@ class _MemorySubscription(Subscription):
         self._unsubscribe()
 
 
-class MemoryBackend(Backend):
+class MemoryBackend(HeldValues):
     """Telescope state held in this process's memory (the default backend).
 
     Thread-safe.  Share one instance between several TelescopeState objects
@@ -96,6 +195,7 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._data: dict[bytes, _Value] = {}
+        self._lookup = self._peek = self._data.get
         self._lock = threading.Lock()
         self._subscribers: dict[bytes, list[Sink]] = {}
 
@@ -131,59 +231,14 @@ class MemoryBackend(Backend):
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _MemorySubscription(self, keys)
 
-    # -- reads
+    # -- reads: the rules of HeldValues, over the dict
 
-    def get(self, keys: Sequence[bytes]) -> Found | None:
-        with self._lock:
-            for i, key in enumerate(keys):
-                value = self._data.get(key)
-                if value is not None:
-                    return found(i, value)
-        return None
+    def _kind(self, key: bytes) -> KeyType | None:
+        value = self._data.get(key)
+        return None if value is None else _type_of(value)
 
-    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        with self._lock:
-            for key in keys:
-                value = self._data.get(key)
-                if value is not None:
-                    return _type_of(value)
-        return None
-
-    def exists(self, keys: Sequence[bytes]) -> bool:
-        with self._lock:
-            return any(key in self._data for key in keys)
-
-    def keys(self, pattern: bytes) -> list[bytes]:
-        with self._lock:
-            keys = list(self._data)
-        if pattern == b"*":
-            return keys
-        match = compile_glob(pattern)
-        return [key for key in keys if match(key)]
-
-    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
-        with self._lock:
-            for i, key in enumerate(keys):
-                value = self._data.get(key)
-                if value is None:
-                    continue
-                if type(value) is not dict:
-                    raise wrong_type(key, KeyType.INDEXED, _type_of(value))
-                return i, value.get(sub_key)
-        return None
-
-    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        with self._lock:
-            for key in keys:
-                value = self._data.get(key)
-                if value is None:
-                    continue
-                if type(value) is SampleStore:
-                    return value.query(query)
-                if query.scan or query.previous:
-                    raise wrong_type(key, KeyType.MUTABLE, _type_of(value))
-                return EMPTY_BATCH
-        return None
+    def _names(self) -> list[bytes]:
+        return list(self._data)
 
     # -- writes
 
@@ -224,30 +279,7 @@ class MemoryBackend(Backend):
                 self._publish(KeyUpdate(key, KeyType.INDEXED, value, sub_key=sub_key))
             return None
 
-    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
-        result: list[Snapshot | None] = []
-        with self._lock:
-            for key in keys:
-                value = self._data.get(key)
-                if value is None:
-                    result.append(None)
-                elif type(value) is SampleStore:
-                    result.append((KeyType.MUTABLE, value.query(ALL_SAMPLES)))
-                elif isinstance(value, dict):
-                    result.append((KeyType.INDEXED, dict(value)))
-                else:
-                    assert isinstance(value, bytes)
-                    result.append((KeyType.IMMUTABLE, value))
-        return result
-
-    def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
-        result: list[KeyStats | None] = []
-        with self._lock:
-            for key in keys:
-                result.append(None if (value := self._data.get(key)) is None else _stats(value))
-        return result
-
-    def load_rdb(self, index: RdbIndex) -> int:
+    def load_new_keys(self, index: RdbIndex) -> list[bytes]:
         # Decode everything first: a corrupt file must leave the data untouched.
         staged: dict[bytes, _Value] = {}
         for key, entry in index.entries.items():
@@ -265,10 +297,7 @@ class MemoryBackend(Backend):
                     existing.append(key)
                 else:
                     self._data[key] = value
-        if existing:
-            writes = [write for key in existing for write in merge_writes(index, key)]
-            check_batch(writes, None, self.write_batch(writes))
-        return len(staged)
+        return existing
 
     def delete(self, keys: Sequence[bytes]) -> None:
         with self._lock:

@@ -4,9 +4,13 @@ Opening indexes the file (see :class:`~telstate.rdb._reader.RdbIndex`): a pass
 over the records that skips every value by its length, so a 1 GB observation
 opens in little more time than it takes to list its keys, and a path is
 memory-mapped, so only the pages of the keys actually read are loaded.  Each
-key is decoded on first use and kept (sensors as compact
-:class:`~telstate._samples.SampleStore` objects), so later reads cost what they
-cost on the memory backend.
+key is decoded on first use and kept in the memory backend's form (sensors as
+compact :class:`~telstate._samples.SampleStore` objects), and the memory
+backend's read rules (:class:`~telstate.backends.memory.HeldValues`) answer
+every read, so later reads cost what they cost there.  What can be answered
+from the index alone (a key's type, whether it exists, its sample count and
+time span) never decodes the value, and saving the file elsewhere reads each
+value without keeping it.
 
 Writes raise :class:`ImmutableKeyError`: the file is an archive.
 """
@@ -17,15 +21,13 @@ import threading
 from collections.abc import Sequence
 
 from .._errors import ImmutableKeyError
-from .._glob import compile_glob
-from .._keys import KeyType, display_str, wrong_type
-from .._ranges import RangeQuery
-from .._samples import EMPTY_BATCH, SampleBatch, SampleStore
+from .._keys import KeyType, display_str
+from .._samples import SampleBatch, SampleStore
 from .._updates import KeyUpdate, Recheck
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
-from .base import Backend, Found, KeyStats, Snapshot, Subscription, Write
-from .memory import _Value, found
+from .base import KeyStats, Subscription, Write
+from .memory import HeldValues, _Value
 
 __all__ = ["RdbBackend"]
 
@@ -44,7 +46,7 @@ class _NoUpdates(Subscription):
         self._closed.set()
 
 
-class RdbBackend(Backend):
+class RdbBackend(HeldValues):
     """Telescope state read lazily from an RDB file.
 
     Parameters
@@ -68,6 +70,9 @@ class RdbBackend(Backend):
         self._data = data
         self._cache: dict[bytes, _Value] = {}
         self._lock = threading.Lock()
+        self._lookup = self._decoded
+        # A snapshot (saving the file elsewhere) reads values without keeping them.
+        self._peek = lambda key: self._cache.get(key) or self._read(key)
 
     def __repr__(self) -> str:
         return f"<RdbBackend {self.name!r}: {len(self.index)} keys>"
@@ -76,91 +81,42 @@ class RdbBackend(Backend):
         """Check the whole file, checksum included (RdbParseError if it is damaged)."""
         RdbIndex(self._data, self.name, verify_checksum=True)
 
-    def _value(self, key: bytes) -> _Value | None:
-        value = self._cache.get(key)
-        if value is not None:
-            return value
+    def _read(self, key: bytes) -> bytes | dict[bytes, bytes] | SampleBatch | None:
+        """A key's value from the file (a sensor as a batch), not kept."""
         entry = self.index.entries.get(key)
         if entry is None:
             return None
-        decoded: _Value
         if self.index.key_type(entry) is KeyType.MUTABLE:
-            decoded = SampleStore.from_batch(self.index.read_samples(key))
-        else:
-            raw = self.index.read(key)
-            assert isinstance(raw, bytes | dict)
-            decoded = raw
-        with self._lock:
-            return self._cache.setdefault(key, decoded)
+            return self.index.read_samples(key)
+        raw = self.index.read(key)
+        assert isinstance(raw, bytes | dict)
+        return raw
 
-    # -- reads
+    def _decoded(self, key: bytes) -> _Value | None:
+        # Called with the lock held (the read rules hold it).
+        value = self._cache.get(key)
+        if value is None:
+            read = self._read(key)
+            if read is None:
+                return None
+            value = SampleStore.from_batch(read) if isinstance(read, SampleBatch) else read
+            self._cache[key] = value
+        return value
 
-    def get(self, keys: Sequence[bytes]) -> Found | None:
-        for i, key in enumerate(keys):
-            value = self._value(key)
-            if value is not None:
-                return found(i, value)
-        return None
+    # -- reads: the rules of HeldValues; from the index where it suffices
 
-    def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
-        for key in keys:
-            entry = self.index.entries.get(key)
-            if entry is not None:
-                return self.index.key_type(entry)
-        return None
+    def _kind(self, key: bytes) -> KeyType | None:
+        entry = self.index.entries.get(key)
+        return None if entry is None else self.index.key_type(entry)
 
-    def exists(self, keys: Sequence[bytes]) -> bool:
-        return any(key in self.index.entries for key in keys)
-
-    def keys(self, pattern: bytes) -> list[bytes]:
-        if pattern == b"*":
-            return list(self.index.entries)
-        match = compile_glob(pattern)
-        return [key for key in self.index.entries if match(key)]
-
-    def get_indexed(self, keys: Sequence[bytes], sub_key: bytes) -> tuple[int, bytes | None] | None:
-        for i, key in enumerate(keys):
-            value = self._value(key)
-            if value is None:
-                continue
-            if type(value) is not dict:
-                raise wrong_type(key, KeyType.INDEXED, self.key_type([key]))
-            return i, value.get(sub_key)
-        return None
-
-    def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
-        for key in keys:
-            if key not in self.index.entries:
-                continue
-            if self.key_type([key]) is not KeyType.MUTABLE:
-                if query.scan or query.previous:
-                    raise wrong_type(key, KeyType.MUTABLE, self.key_type([key]))
-                return EMPTY_BATCH
-            value = self._value(key)
-            assert isinstance(value, SampleStore)
-            return value.query(query)
-        return None
+    def _names(self) -> list[bytes]:
+        return list(self.index.entries)
 
     def subscribe(self, keys: Sequence[bytes]) -> Subscription:
         return _NoUpdates()
 
-    def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
-        result: list[Snapshot | None] = []
-        for key in keys:
-            entry = self.index.entries.get(key)
-            if entry is None:
-                result.append(None)
-                continue
-            kind = self.index.key_type(entry)
-            if kind is KeyType.MUTABLE:
-                result.append((kind, self.index.read_samples(key)))
-            else:
-                value = self.index.read(key)
-                assert isinstance(value, bytes | dict)
-                result.append((kind, value))
-        return result
-
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
+        # From the index: sizes are the bytes of each value in the file.
         result: list[KeyStats | None] = []
         for key in keys:
             entry = self.index.entries.get(key)
@@ -173,7 +129,8 @@ class RdbBackend(Backend):
                 count, first, last = self.index.sample_span(key)
                 result.append(KeyStats(kind, count, size, first, last))
             elif kind is KeyType.INDEXED:
-                value = self._value(key)
+                with self._lock:
+                    value = self._decoded(key)
                 result.append(KeyStats(kind, len(value) if isinstance(value, dict) else 0, size))
             else:
                 result.append(KeyStats(kind, 1, size))
@@ -203,7 +160,7 @@ class RdbBackend(Backend):
     def clear(self) -> None:
         raise self._read_only()
 
-    def load_rdb(self, index: RdbIndex) -> int:
+    def load_new_keys(self, index: RdbIndex) -> list[bytes]:
         raise self._read_only()
 
     def close(self) -> None:

@@ -24,7 +24,6 @@ import redis
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
-from .._logic import check_batch
 from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.base import TransportState
@@ -33,7 +32,6 @@ from .._redis.session import Scripts, first_contact
 from .._redis.sync import SyncSubscription, SyncTransport
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
-from ..rdb._load import merge_writes
 from . import _redis_protocol as proto
 from .base import Backend, Found, KeyStats, Snapshot, Subscription, Write
 
@@ -125,7 +123,7 @@ class RedisBackendCommon:
         return self._transport.config.min_replicas
 
     @property
-    def real_server(self) -> bool:
+    def supports_dump(self) -> bool:
         """Whether the data is on a real Redis server (whose DUMP payloads are RDB)."""
         return self._transport.foreign is None
 
@@ -355,10 +353,10 @@ class RedisBackend(RedisBackendCommon, Backend):
     def clear(self) -> None:
         self._run(proto.clear_plan())
 
-    def load_rdb(self, index: RdbIndex) -> int:
+    def load_new_keys(self, index: RdbIndex) -> list[bytes]:
         # Each key the server lacks is sent whole as a RESTORE payload (the file's own
         # bytes, no decoding); keys that exist, or that the server cannot RESTORE (an
-        # encoding newer than it knows), are merged with ordinary writes.  A worker
+        # encoding newer than it knows), are returned, for the caller to merge.  A worker
         # thread builds (and checksums) the next batch of payloads while the server
         # restores the current one.
         keys = list(index.entries)
@@ -369,10 +367,7 @@ class RedisBackend(RedisBackendCommon, Backend):
             while (batch := pending.result()) is not None:
                 pending = pool.submit(next, batches, None)
                 merge += self._run(proto.restore_plan(batch))
-        if merge:
-            writes = [write for key in merge for write in merge_writes(index, key)]
-            check_batch(writes, None, self.write_batch(writes))
-        return len(keys)
+        return merge
 
     # -- waits
 

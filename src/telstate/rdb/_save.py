@@ -20,11 +20,14 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import IO, Any
 
+from .. import _plans as plans
+from .._drivers import Driver
 from .._keys import KeyType, display_str, ensure_bytes
+from .._logic import TelescopeStateBase
 from .._samples import SampleBatch
 from ..backends.base import Backend, Snapshot
 from . import _format as F
@@ -35,7 +38,6 @@ __all__ = ["RDBWriter"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 256  # keys per batch of reads
 # Value types of DUMP payloads that RDB 9 readers (katsdptelstate 1.0, Redis >= 5) know.
 _PORTABLE = frozenset(
     {
@@ -125,24 +127,35 @@ class RDBWriter:
             Full keys to write (default: all).  Missing keys are logged and counted
             in :attr:`keys_failed`.
         """
-        backend, temporary = _backend_of(client)
+        backend, release = _backend_of(client)
+        names = None if keys is None else [ensure_bytes(key) for key in keys]
+        plan = plans.save(names, backend.supports_dump, self.save_dumps, self.save_snapshots)
         try:
-            names = [ensure_bytes(key) for key in keys] if keys is not None else backend.keys(b"*")
-            for start in range(0, len(names), _CHUNK):
-                chunk = names[start : start + _CHUNK]
-                records = zip(chunk, self._records(backend, chunk), strict=True)
-                with self._lock:
-                    for key, record in records:
-                        self._write(key, record)
+            Driver(backend, plan).run()
         finally:
-            if temporary:
-                backend.release()  # type: ignore[attr-defined]
+            if release is not None:
+                release()
 
-    def save_snapshots(self, items: Iterable[tuple[bytes, Snapshot | None]]) -> None:
-        """Write keys from their snapshots (used by the asyncio writer)."""
+    def save_dumps(self, keys: Sequence[bytes], payloads: Sequence[bytes | None]) -> None:
+        """Write keys from their Redis DUMP payloads (None: the key was missing)."""
+        records = [
+            None if payload is None else self._from_dump(key, payload)
+            for key, payload in zip(keys, payloads, strict=True)
+        ]
+        self._write_all(keys, records)
+
+    def save_snapshots(self, keys: Sequence[bytes], snapshots: Sequence[Snapshot | None]) -> None:
+        """Write keys from their snapshots (None: the key was missing)."""
+        records = [
+            None if snapshot is None else self._encode(key, snapshot)
+            for key, snapshot in zip(keys, snapshots, strict=True)
+        ]
+        self._write_all(keys, records)
+
+    def _write_all(self, keys: Sequence[bytes], records: Sequence[bytes | None]) -> None:
         with self._lock:
-            for key, snapshot in items:
-                self._write(key, None if snapshot is None else self._encode(key, snapshot))
+            for key, record in zip(keys, records, strict=True):
+                self._write(key, record)
 
     def _write(self, key: bytes, record: bytes | None) -> None:
         if record is None:
@@ -153,15 +166,6 @@ class RDBWriter:
             raise ValueError(f"RDB file {os.fsdecode(self.filename)!r} is already closed")
         self._file.write(record)
         self.keys_written += 1
-
-    def _records(self, backend: Backend, keys: Sequence[bytes]) -> Iterator[bytes | None]:
-        dumps = _dumps(backend, keys)
-        if dumps is not None:
-            for key, payload in zip(keys, dumps, strict=True):
-                yield None if payload is None else self._from_dump(key, payload)
-            return
-        for key, snapshot in zip(keys, backend.snapshot(keys), strict=True):
-            yield None if snapshot is None else self._encode(key, snapshot)
 
     def _encode(self, key: bytes, snapshot: Snapshot) -> bytes:
         kind, value = snapshot
@@ -213,26 +217,19 @@ class RDBWriter:
                     os.remove(self.filename)
 
 
-def _backend_of(client: Any) -> tuple[Backend, bool]:
-    """The backend to save from, and whether it was made for the occasion."""
+def _backend_of(client: Any) -> tuple[Backend, Callable[[], None] | None]:
+    """The backend to save from, and how to release it if it was made for the occasion."""
+    if isinstance(client, TelescopeStateBase):
+        client = client.backend
+    if isinstance(client, Backend):
+        return client, None
+    # Imported here, not at the top: only a redis-py client needs redis-py, which
+    # would otherwise add ~50 ms to every ``import telstate``.
     import redis
 
     from ..backends.redis import RedisBackend
-    from ..client import TelescopeState
 
-    if isinstance(client, TelescopeState):
-        return client.backend, False
-    if isinstance(client, Backend):
-        return client, False
     if isinstance(client, redis.Redis):
-        return RedisBackend(client), True
+        backend = RedisBackend(client)
+        return backend, backend.release
     raise TypeError(f"cannot save from {type(client).__name__}")
-
-
-def _dumps(backend: Backend, keys: Sequence[bytes]) -> list[bytes | None] | None:
-    """DUMP payloads of `keys` from a real Redis server, or None for other backends."""
-    from ..backends.redis import RedisBackend
-
-    if not isinstance(backend, RedisBackend) or not backend.real_server:
-        return None
-    return backend.dumps(keys)
