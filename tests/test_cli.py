@@ -807,32 +807,6 @@ def test_view_listing() -> None:
     }
 
 
-def test_find_streams() -> None:
-    keys = [
-        "sdp_l0_n_chans",
-        "sdp_l0_int_time",
-        "sdp_l0_continuum_n_chans",
-        "sdp_l0_continuum_int_time",
-        "cal_refant",
-        "1_sdp_l0_continuum_first_timestamp",
-        "1_sdp_l0_first_timestamp",
-        "1_obs_params",
-        "obs_activity",
-        "2_flags_stream_type",
-        "m000_observer",
-    ]
-    streams = text.find_streams(keys, {"outputs": {"cal": {}}})
-    assert streams == ["sdp_l0_continuum", "sdp_l0", "flags", "cal"]
-    assert text.namespace("1_sdp_l0_continuum_first_timestamp", streams) == (
-        "capture stream",
-        "1_sdp_l0_continuum",
-    )
-    assert text.namespace("1_obs_params", streams) == ("capture block", "1")
-    assert text.namespace("cal_refant", streams) == ("stream", "cal")
-    assert text.namespace("m000_observer", streams) == ("antenna", "m000")
-    assert text.namespace("obs_activity", streams) == ("global", "")
-
-
 def test_table_alignment() -> None:
     assert text.table([["a", "1", "2 KiB"], ["bbb", "22", "10 B"]], ["K", "N", "SIZE"]) == [
         "K     N   SIZE",

@@ -26,7 +26,6 @@ Invariants the tests rely on:
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 
 from . import _cli_text
 from ._keys import KeyType
+from ._namespaces import count_namespaces
 from .client import TelescopeState
 
 __all__ = ["START", "build_demo", "summarize"]
@@ -434,7 +434,6 @@ def _slew_time(segment: _Segment) -> float:
 
 # --------------------------------------------------------------------------- summary
 
-_ANTENNA_KEY = re.compile(r"([ms]\d{3,4})_")
 _EXAMPLE_ATTRIBUTES = (
     "sub_band",
     "sub_product",
@@ -485,37 +484,11 @@ def _table(rows: Iterable[Sequence[str]], indent: str = "  ") -> list[str]:
     return lines
 
 
-def _stream_names(ts: TelescopeState) -> list[str]:
-    """Stream names from ``sdp_config``'s outputs (longest first, for prefix matching)."""
-    config = ts.get("sdp_config")
-    outputs = config.get("outputs") if isinstance(config, dict) else None
-    names = [name for name in outputs if isinstance(name, str)] if isinstance(outputs, dict) else []
-    return sorted(names, key=lambda name: (-len(name), name))
-
-
-def _namespace(key: str, streams: Sequence[str]) -> tuple[str, str]:
-    """(kind, name) of the namespace that `key` belongs to."""
-    head, sep, rest = key.partition("_")
-    if sep and head.isdigit():
-        for stream in streams:
-            if rest.startswith(stream + "_"):
-                return "capture stream", f"{head}_{stream}"
-        return "capture block", head
-    for stream in streams:
-        if key.startswith(stream + "_"):
-            return "stream", stream
-    match = _ANTENNA_KEY.match(key)
-    if match:
-        return "antenna", match.group(1)
-    return "global", ""
-
-
 def summarize(ts: TelescopeState) -> str:
     """Describe a telescope state in a few aligned lines of plain text.
 
     Covers the whole database behind `ts`, whatever its view: key counts by
-    type, namespaces (capture blocks are keys with an all-digit first part;
-    streams are the outputs named in ``sdp_config``), the sensors' time span
+    type, namespaces (as :mod:`telstate._namespaces` finds them), the sensors' time span
     and sample count, and a few example values.
 
     Parameters
@@ -538,9 +511,8 @@ def summarize(ts: TelescopeState) -> str:
     keys = root.keys()
     types: dict[str, KeyType | None] = {key: root.key_type(key) for key in keys}
     by_type = Counter(types.values())
-    streams = _stream_names(root)
-
-    namespaces: Counter[tuple[str, str]] = Counter(_namespace(key, streams) for key in keys)
+    config = root.get("sdp_config") if types.get("sdp_config") is KeyType.IMMUTABLE else None
+    namespaces = count_namespaces(keys, config)
     antennas = sorted(name for kind, name in namespaces if kind == "antenna")
 
     sensors = [key for key in keys if types[key] is KeyType.MUTABLE]

@@ -10,7 +10,8 @@ one line ``telstate: error: ...`` on stderr and status 1 (2 for bad usage),
 never a traceback.  Ctrl-C ends a command with status 130, except ``watch``,
 whose normal end it is (status 0).
 
-Rendering rules (times, sizes, values, namespaces) live in :mod:`._cli_text`;
+Rendering rules (times, sizes, values) live in :mod:`._cli_text`, the
+namespace rule in :mod:`._namespaces`;
 ``plot``, ``copy`` and ``watch`` in their own modules, imported when used, so
 that matplotlib, tqdm and asyncio cost nothing to the other commands.
 """
@@ -36,6 +37,7 @@ from . import _cli_text as text
 from ._cli_text import CommandError
 from ._errors import TelstateError
 from ._keys import KeyType
+from ._namespaces import count_namespaces
 from .backends.base import KeyStats
 from .client import TelescopeState
 
@@ -213,8 +215,7 @@ def _info(args: argparse.Namespace) -> int:
         if found.get("sdp_config") and found["sdp_config"].key_type is KeyType.IMMUTABLE:
             with contextlib.suppress(TelstateError, ValueError):
                 config = root.get("sdp_config")
-        streams = text.find_streams(names, config)
-        spaces = Counter(text.namespace(key, streams) for key in names)
+        spaces = count_namespaces(names, config)
         lines.append("Namespaces")
         order = ["capture block", "capture stream", "stream"]
         rows = [
