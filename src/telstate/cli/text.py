@@ -12,6 +12,7 @@ its ``repr`` string.
 
 from __future__ import annotations
 
+import json
 import math
 import pprint
 import re
@@ -22,7 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from ._keys import KeyType
+from .._keys import KeyType
 
 
 class CommandError(Exception):
@@ -309,8 +310,6 @@ def _json_key(key: Any) -> str | int | float | bool | None:
 
 def csv_value(value: Any) -> str:
     """A CSV cell: strings as they are, anything else as JSON text."""
-    import json
-
     if isinstance(value, str):
         return value
     return json.dumps(to_json(value), allow_nan=False)

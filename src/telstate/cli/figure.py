@@ -1,4 +1,4 @@
-"""``telstate plot``: sensors against a UTC time axis, drawn with matplotlib's Agg.
+"""The figure of ``telstate plot``: sensors against a UTC time axis, drawn with matplotlib's Agg.
 
 Layout: one column of subplots sharing the time axis.
 
@@ -47,9 +47,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from . import _cli_text as text
-from ._cli_text import CommandError
-from ._namespaces import ANTENNA_KEY
+from .._namespaces import ANTENNA_KEY
+from . import text
+from .text import CommandError
 
 __all__ = ["plot"]
 
