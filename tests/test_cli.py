@@ -17,12 +17,14 @@ import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -33,10 +35,12 @@ import redis
 
 import telstate
 from telstate import KeyType, TelescopeState
-from telstate import _cli_text as text
-from telstate._cli_copy import progress
-from telstate._demo import START
-from telstate.cli import main
+from telstate._demo import START, build_demo
+from telstate.cli import main, text
+from telstate.cli.copy import progress
+from telstate.cli.info import summary
+from telstate.cli.sources import classify, demo_source
+from telstate.cli.text import CommandError
 from telstate.rdb import RDBWriter
 
 from .servers import RedisServer
@@ -497,8 +501,6 @@ def same_state(a: TelescopeState, b: TelescopeState) -> None:
 
 @pytest.fixture(scope="module")
 def demo_state() -> TelescopeState:
-    from telstate._demo import build_demo
-
     ts = TelescopeState()
     build_demo(ts)
     return ts
@@ -701,10 +703,91 @@ def test_watch_needs_redis(rdb_path: str, capsys: pytest.CaptureFixture[str]) ->
 # --------------------------------------------------------------------------- demo
 
 
-def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "demo", "--antennas", "2", "--duration", "60")
-    assert (code, err) == (0, "")
-    assert out.startswith("Keys\n") and "(built in memory in" in out
+def test_demo_prints_the_summary_of_info_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    demo_out = ok(capsys, "demo")
+    info_out = ok(capsys, "info", "demo")
+    assert info_out.startswith(
+        "Source  demo (a synthetic MeerKAT-like state in memory)\nKeys  91\n"
+    )
+    summary_part, built = demo_out.rsplit("\n\n", 1)
+    assert summary_part + "\n" == info_out
+    assert built.startswith("(built in memory in ") and built.endswith(" s)\n")
+
+
+def test_demo_options(capsys: pytest.CaptureFixture[str]) -> None:
+    info = sections(ok(capsys, "demo", "--antennas", "2", "--duration", "60"))
+    assert info["Keys"][0] == "Keys 35"
+    assert "antennas (2) m000..m001 8 keys" in info["Namespaces"]
+    assert info["Sensors"][-1] == "duration 59.000 s"
+
+
+def field(summary: str, label: str) -> str:
+    """The rest of the summary line starting with `label`."""
+    match = re.search(rf"^\s*{re.escape(label)}\s+(.*)$", summary, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{summary}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def small() -> TelescopeState:
+    ts = TelescopeState()
+    build_demo(ts, n_antennas=3, duration=300.0, rate=2.0, seed=7)
+    return ts
+
+
+def test_summary_of_a_small_demo(small: TelescopeState) -> None:
+    shown = summary(demo_source(small))
+    counts = Counter(small.key_type(key) for key in small.keys())
+    assert field(shown, "Keys") == str(len(small.keys()))
+    for kind in KeyType:
+        assert field(shown, text.TYPE_NAMES[kind]) == str(counts[kind])
+    assert re.search(rf"^\s*capture block\s+{CBID}\s", shown, re.MULTILINE)
+    assert re.search(rf"^\s*capture stream\s+{CBID}_sdp_l0\s", shown, re.MULTILINE)
+    assert re.search(r"^\s*stream\s+sdp_l0\s", shown, re.MULTILINE)
+    assert "antennas (3)" in shown
+    sensors = [key for key in small.keys() if small.key_type(key) is KeyType.MUTABLE]
+    n_samples = sum(len(small.get_range(key, st=0)) for key in sensors)
+    assert field(shown, "sensors") == str(len(sensors))
+    assert field(shown, "samples") == str(n_samples)
+    last = START + (round(300.0 * 2.0) - 1) / 2.0
+    assert field(shown, "first") == "2019-04-23T09:39:05.000Z"
+    assert field(shown, "last") == text.utc(last)
+    assert "\x1b" not in shown
+
+
+def test_summary_is_aligned(small: TelescopeState) -> None:
+    lines = summary(demo_source(small)).splitlines()
+    headings = [i for i, line in enumerate(lines) if not line.startswith(" ")]
+    for start, end in zip(headings, [*headings[1:], len(lines)], strict=True):
+        # Cells are separated by two or more spaces; in each column of a section
+        # every cell starts (text) or ends (numbers) at the same place.
+        rows = [
+            [(m.start(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", line)]
+            for line in lines[start + 1 : end]
+        ]
+        if not rows:
+            continue  # the demo's Source line has no rows
+        width = max(len(row) for row in rows)
+        full = [row for row in rows if len(row) == width]
+        edges = set()
+        for column in zip(*full, strict=True):
+            starts, ends = {s for s, _ in column}, {e for _, e in column}
+            assert len(starts) == 1 or len(ends) == 1, lines[start:end]
+            edges |= starts if len(starts) == 1 else ends
+        for row in rows:  # a row with an empty cell (the global namespace's name) too
+            assert all(s in edges or e in edges for s, e in row), lines[start:end]
+
+
+def test_summary_of_other_states() -> None:
+    ts = TelescopeState()
+    shown = summary(demo_source(ts))
+    assert field(shown, "Keys") == field(shown, "sensors") == "0"
+    assert "first" not in shown and "Biggest keys" not in shown
+    ts["x"] = 1
+    ts.add("s", 2.5, ts=10.0)
+    shown = summary(demo_source(ts.view("nothing")))  # the whole state, whatever the view
+    assert field(shown, "first") == text.utc(10.0)
+    assert re.search(r"^\s*global\s+2\s+keys$", shown, re.MULTILINE)
 
 
 def test_demo_save(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -807,32 +890,6 @@ def test_view_listing() -> None:
     }
 
 
-def test_find_streams() -> None:
-    keys = [
-        "sdp_l0_n_chans",
-        "sdp_l0_int_time",
-        "sdp_l0_continuum_n_chans",
-        "sdp_l0_continuum_int_time",
-        "cal_refant",
-        "1_sdp_l0_continuum_first_timestamp",
-        "1_sdp_l0_first_timestamp",
-        "1_obs_params",
-        "obs_activity",
-        "2_flags_stream_type",
-        "m000_observer",
-    ]
-    streams = text.find_streams(keys, {"outputs": {"cal": {}}})
-    assert streams == ["sdp_l0_continuum", "sdp_l0", "flags", "cal"]
-    assert text.namespace("1_sdp_l0_continuum_first_timestamp", streams) == (
-        "capture stream",
-        "1_sdp_l0_continuum",
-    )
-    assert text.namespace("1_obs_params", streams) == ("capture block", "1")
-    assert text.namespace("cal_refant", streams) == ("stream", "cal")
-    assert text.namespace("m000_observer", streams) == ("antenna", "m000")
-    assert text.namespace("obs_activity", streams) == ("global", "")
-
-
 def test_table_alignment() -> None:
     assert text.table([["a", "1", "2 KiB"], ["bbb", "22", "10 B"]], ["K", "N", "SIZE"]) == [
         "K     N   SIZE",
@@ -855,8 +912,6 @@ def test_host_port_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_classify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from telstate.cli import CommandError, classify
-
     assert classify("demo") == ("demo", "demo")
     assert classify("redis://h:1/2") == ("redis", "redis://h:1/2")
     assert classify("unix:///tmp/r.sock") == ("redis", "unix:///tmp/r.sock")

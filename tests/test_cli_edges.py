@@ -35,9 +35,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from telstate import KeyType, TelescopeState, encode_value
-from telstate import _cli_text as text
-from telstate._demo import START, summarize
-from telstate.cli import main
+from telstate._demo import START
+from telstate.cli import main, text
+from telstate.cli.info import summary
+from telstate.cli.sources import demo_source
 from telstate.rdb import RDBWriter
 
 from .test_codec import floats as codec_floats
@@ -245,11 +246,11 @@ def test_errors_are_one_line_whatever_the_names() -> None:
     assert text.first_line(ValueError()) == "ValueError"
 
 
-def test_demo_summary_uses_the_same_rule(edge_state: TelescopeState) -> None:
-    summary = summarize(edge_state)
-    assert re.search(r"^\s*first sample\s+1970-01-01T00:00:00.000Z$", summary, re.MULTILINE)
-    assert re.search(r"^\s*last sample\s+@1.7976931348623157e\+308$", summary, re.MULTILINE)
-    assert re.search(r"^\s*span\s+1.798e\+308 s$", summary, re.MULTILINE)
+def test_summary_in_memory_uses_the_same_rule(edge_state: TelescopeState) -> None:
+    shown = summary(demo_source(edge_state))  # the memory backend's stats, as demo shows them
+    assert re.search(r"^\s*first\s+1970-01-01T00:00:00.000Z$", shown, re.MULTILINE)
+    assert re.search(r"^\s*last\s+@1.7976931348623157e\+308$", shown, re.MULTILINE)
+    assert re.search(r"^\s*duration\s+1.798e\+308 s$", shown, re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- info, keys
@@ -474,7 +475,7 @@ def test_plot_together(edge_rdb: str, tmp_path: Path, window: list[str]) -> None
 
 
 def test_plot_time_axis() -> None:
-    from telstate._cli_plot import TimeAxis
+    from telstate.cli.figure import TimeAxis
 
     assert TimeAxis.fitting(START, START + 600) == TimeAxis(dates=True)
     assert TimeAxis.fitting(-30.0, 30.0) == TimeAxis(dates=True)

@@ -1,8 +1,7 @@
-"""Tests for telstate._demo: the synthetic observation and the summary."""
+"""Tests for telstate._demo: the synthetic observation (its summary is the CLI's: test_cli)."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from telstate import KeyType, TelescopeState
-from telstate._demo import START, WIND_INTERVAL, build_demo, summarize
+from telstate._demo import START, WIND_INTERVAL, build_demo
 
 CBID = str(int(START))
 ANTENNA_SENSORS = ("activity", "pos_actual_scan_azim", "pos_actual_scan_elev")
@@ -208,65 +207,3 @@ def test_build_through_a_view() -> None:
 def test_bad_arguments(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         build_demo(TelescopeState(), **kwargs)
-
-
-def field(summary: str, label: str) -> str:
-    """The rest of the summary line starting with `label`."""
-    match = re.search(rf"^\s*{re.escape(label)}\s+(.*)$", summary, re.MULTILINE)
-    assert match, f"no {label!r} line in:\n{summary}"
-    return match.group(1)
-
-
-def test_summarize(small: TelescopeState) -> None:
-    summary = summarize(small)
-    counts = counts_by_type(small)
-    assert field(summary, "total") == str(len(small.keys()))
-    for kind in KeyType:
-        assert field(summary, kind.name.lower()) == str(counts[kind])
-
-    assert re.search(rf"^\s*capture block\s+{CBID}\s", summary, re.MULTILINE)
-    assert re.search(rf"^\s*capture stream\s+{CBID}_sdp_l0\s", summary, re.MULTILINE)
-    assert re.search(r"^\s*stream\s+sdp_l0\s", summary, re.MULTILINE)
-    assert "antennas (3)" in summary
-
-    sensors = [key for key in small.keys() if small.key_type(key) is KeyType.MUTABLE]
-    n_samples = sum(len(small.get_range(key, st=0)) for key in sensors)
-    assert field(summary, "sensors") == str(len(sensors))
-    assert field(summary, "samples") == str(n_samples)
-    last = START + (round(300.0 * 2.0) - 1) / 2.0
-    assert field(summary, "first sample") == utc(START) == "2019-04-23T09:39:05.000Z"
-    assert field(summary, "last sample") == utc(last)
-
-    assert re.search(r"^\s*sdp_l0_n_chans\s+4096$", summary, re.MULTILINE)
-    assert re.search(r"^\s*obs_activity\s+\S+Z\s+'\w+'$", summary, re.MULTILINE)
-    assert "\x1b" not in summary
-
-
-def test_summarize_is_aligned(small: TelescopeState) -> None:
-    lines = summarize(small).splitlines()
-    headings = [i for i, line in enumerate(lines) if not line.startswith(" ")]
-    for start, end in zip(headings, [*headings[1:], len(lines)], strict=True):
-        # Cells are separated by two or more spaces; in each column of a section
-        # every cell starts (text) or ends (numbers) at the same place.
-        rows = [
-            [(m.start(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", line)]
-            for line in lines[start + 1 : end]
-        ]
-        assert rows, lines[start]
-        assert len({len(row) for row in rows}) == 1, lines[start:end]
-        for column in zip(*rows, strict=True):
-            starts, ends = {s for s, _ in column}, {e for _, e in column}
-            assert len(starts) == 1 or len(ends) == 1, lines[start:end]
-
-
-def test_summarize_other_states() -> None:
-    ts = TelescopeState()
-    summary = summarize(ts)
-    assert field(summary, "total") == field(summary, "sensors") == "0"
-    assert "first sample" not in summary
-    ts["x"] = 1
-    ts.add("s", 2.5, ts=10.0)
-    summary = summarize(ts.view("nothing"))
-    assert field(summary, "first sample") == utc(10.0)
-    assert re.search(r"^\s*x\s+1$", summary, re.MULTILINE)
-    assert re.search(r"^\s*global\s+-\s+2\s+keys$", summary, re.MULTILINE)

@@ -17,7 +17,7 @@ import redis
 
 import telstate
 from telstate import ImmutableKeyError, KeyType, TelescopeState
-from telstate.backends.rdb import RdbBackend
+from telstate.backends.rdb import RdbBackend, RdbFileInfo
 from telstate.backends.redis import RedisBackend
 from telstate.rdb._reader import RdbIndex
 
@@ -232,6 +232,29 @@ def test_files_written_by_other_servers(name: str) -> None:
                 continue
             checked += 1
     assert checked >= 40
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_FILES))
+def test_file_info(name: str) -> None:
+    """What an opened file says of itself, through the backend's public surface."""
+    expected = FIXTURE_FILES[name]
+    backend = RdbBackend(FIXTURES / name)
+    info = backend.file_info
+    assert info.format == expected["rdb_magic"]
+    assert (info.magic, info.version) == ("REDIS", int(expected["rdb_magic"][5:]))
+    assert b"ctime" in info.aux and (b"redis-ver" in info.aux or b"valkey-ver" in info.aux)
+    others = Counter(
+        entry["type"] for keys in expected["databases"].values() for entry in keys.values()
+    )
+    skipped = {kind: others[kind] for kind in ("list", "set", "stream") if others[kind]}
+    assert info.skipped == skipped
+    info.skipped.clear()  # a copy: the backend's own counts stay
+    assert backend.file_info.skipped == skipped
+
+
+def test_file_info_format_of_valkey_9() -> None:
+    assert RdbFileInfo("VALKEY", 80, {}, {}).format == "VALKEY080"
+    assert RdbFileInfo("REDIS", 9, {}, {}).format == "REDIS0009"
 
 
 def test_lazy_stats_without_decoding(dump: tuple[Path, dict[str, Any]]) -> None:

@@ -6,8 +6,8 @@ stream attributes (``sdp_l0_n_chans``, ``sdp_l0_bls_ordering``), capture-block a
 capture-stream keys (``1556012345_obs_params``, ``1556012345_sdp_l0_first_timestamp``),
 sensors (antenna pointing and activity, weather, target, observation activity) and
 indexed keys (calibration gains keyed by ``(antenna, pol)``, per-dump flag fractions
-keyed by dump index).  :func:`summarize` describes any telescope state in a few
-aligned lines.
+keyed by dump index).  It is the library's own fixture, not part of the command
+line: ``telstate demo`` (:mod:`telstate.cli.demo`) builds it and summarises it.
 
 Invariants the tests rely on:
 
@@ -26,19 +26,15 @@ Invariants the tests rely on:
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
-from . import _cli_text
-from ._keys import KeyType
 from .client import TelescopeState
 
-__all__ = ["START", "build_demo", "summarize"]
+__all__ = ["START", "WIND_INTERVAL", "build_demo"]
 
 #: Time of the first sample (seconds since the Unix epoch): 2019-04-23T09:39:05Z
 START: Final = 1556012345.0
@@ -430,177 +426,3 @@ def _length(segment: _Segment) -> float:
 def _slew_time(segment: _Segment) -> float:
     """Time to get on source: 30 s of slewing at most, and never most of the segment."""
     return min(30.0, 0.3 * _length(segment))
-
-
-# --------------------------------------------------------------------------- summary
-
-_ANTENNA_KEY = re.compile(r"([ms]\d{3,4})_")
-_EXAMPLE_ATTRIBUTES = (
-    "sub_band",
-    "sub_product",
-    "sdp_l0_n_chans",
-    "sdp_l0_int_time",
-    "sdp_l0_center_freq",
-    "sdp_l0_bandwidth",
-    "sdp_l0_bls_ordering",
-    "m000_observer",
-)
-_EXAMPLE_SENSORS = (
-    "obs_activity",
-    "cbf_target",
-    "anc_mean_wind_speed",
-    "m000_activity",
-    "m000_pos_actual_scan_azim",
-    "m000_pos_actual_scan_elev",
-)
-_N_EXAMPLES = 6
-_VALUE_WIDTH = 60
-
-
-def _short(value: Any) -> str:
-    """A one-line rendering of a value, cut to a readable width."""
-    if isinstance(value, np.ndarray):
-        return f"array(shape={value.shape}, dtype={value.dtype})"
-    text = repr(value)
-    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
-
-
-def _table(rows: Iterable[Sequence[str]], indent: str = "  ") -> list[str]:
-    """Rows as aligned columns: numbers right-aligned, text left-aligned."""
-    rows = [list(row) for row in rows]
-    if not rows:
-        return []
-    n_columns = max(len(row) for row in rows)
-    widths = [
-        max((len(row[i]) for row in rows if i < len(row)), default=0) for i in range(n_columns)
-    ]
-    numeric = [all(row[i].isdigit() for row in rows if i < len(row)) for i in range(n_columns)]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append((indent + "  ".join(cells)).rstrip())
-    return lines
-
-
-def _stream_names(ts: TelescopeState) -> list[str]:
-    """Stream names from ``sdp_config``'s outputs (longest first, for prefix matching)."""
-    config = ts.get("sdp_config")
-    outputs = config.get("outputs") if isinstance(config, dict) else None
-    names = [name for name in outputs if isinstance(name, str)] if isinstance(outputs, dict) else []
-    return sorted(names, key=lambda name: (-len(name), name))
-
-
-def _namespace(key: str, streams: Sequence[str]) -> tuple[str, str]:
-    """(kind, name) of the namespace that `key` belongs to."""
-    head, sep, rest = key.partition("_")
-    if sep and head.isdigit():
-        for stream in streams:
-            if rest.startswith(stream + "_"):
-                return "capture stream", f"{head}_{stream}"
-        return "capture block", head
-    for stream in streams:
-        if key.startswith(stream + "_"):
-            return "stream", stream
-    match = _ANTENNA_KEY.match(key)
-    if match:
-        return "antenna", match.group(1)
-    return "global", ""
-
-
-def summarize(ts: TelescopeState) -> str:
-    """Describe a telescope state in a few aligned lines of plain text.
-
-    Covers the whole database behind `ts`, whatever its view: key counts by
-    type, namespaces (capture blocks are keys with an all-digit first part;
-    streams are the outputs named in ``sdp_config``), the sensors' time span
-    and sample count, and a few example values.
-
-    Parameters
-    ----------
-    ts
-        Telescope state to describe.
-
-    Returns
-    -------
-    str
-        The summary, lines separated by ``\\n``, without a final newline.
-
-    Notes
-    -----
-    Every sensor is read once in full but left encoded (``return_encoded``),
-    which gives its sample count and first and last timestamps without
-    decoding values; only the example values are decoded.
-    """
-    root = ts.root()
-    keys = root.keys()
-    types: dict[str, KeyType | None] = {key: root.key_type(key) for key in keys}
-    by_type = Counter(types.values())
-    streams = _stream_names(root)
-
-    namespaces: Counter[tuple[str, str]] = Counter(_namespace(key, streams) for key in keys)
-    antennas = sorted(name for kind, name in namespaces if kind == "antenna")
-
-    sensors = [key for key in keys if types[key] is KeyType.MUTABLE]
-    n_samples = 0
-    first = math.inf
-    last = -math.inf
-    for key in sensors:
-        samples = root.get_range(key, st=0, return_encoded=True)
-        if samples:
-            n_samples += len(samples)
-            first = min(first, samples[0][1])
-            last = max(last, samples[-1][1])
-
-    lines = ["Keys"]
-    lines += _table(
-        [
-            ["total", str(len(keys))],
-            *([kind.name.lower(), str(by_type[kind])] for kind in KeyType),
-        ]
-    )
-
-    lines.append("Namespaces")
-    rows = [
-        [kind, name, str(count), "keys"]
-        for (kind, name), count in sorted(namespaces.items())
-        if kind not in ("antenna", "global")
-    ]
-    if antennas:
-        n_antenna_keys = sum(c for (kind, _), c in namespaces.items() if kind == "antenna")
-        names = antennas[0] if len(antennas) == 1 else f"{antennas[0]}..{antennas[-1]}"
-        rows.append([f"antennas ({len(antennas)})", names, str(n_antenna_keys), "keys"])
-    rows.append(["global", "-", str(namespaces[("global", "")]), "keys"])
-    lines += _table(rows)
-
-    lines.append("Sensors")
-    sensor_rows = [["sensors", str(len(sensors))], ["samples", str(n_samples)]]
-    if n_samples:
-        sensor_rows += [
-            ["first sample", _cli_text.utc(first)],
-            ["last sample", _cli_text.utc(last)],
-            ["span", _cli_text.duration(last - first)],
-        ]
-    lines += _table(sensor_rows)
-
-    attributes = [key for key in _EXAMPLE_ATTRIBUTES if types.get(key) is KeyType.IMMUTABLE]
-    if not attributes:
-        attributes = [key for key in keys if types[key] is KeyType.IMMUTABLE][:_N_EXAMPLES]
-    if attributes:
-        lines.append("Example attributes")
-        lines += _table([key, _short(root[key])] for key in attributes)
-
-    examples = [key for key in _EXAMPLE_SENSORS if types.get(key) is KeyType.MUTABLE]
-    if not examples:
-        examples = sensors[:_N_EXAMPLES]
-    latest = [(key, root.get_range(key)) for key in examples]
-    if any(samples for _, samples in latest):
-        lines.append("Latest sensor values")
-        lines += _table(
-            [key, _cli_text.utc(samples[-1][1]), _short(samples[-1][0])]
-            for key, samples in latest
-            if samples
-        )
-    return "\n".join(lines)

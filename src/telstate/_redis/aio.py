@@ -40,7 +40,7 @@ from .hub import (
     channels_of,
     sentinel_event,
 )
-from .resp import Reader, pack
+from .resp import ProtocolError, Reader, pack
 from .session import (
     Command,
     Exchange,
@@ -98,6 +98,7 @@ class StreamConnection(asyncio.Protocol):
         self.pending: deque[_Request] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: rules.Failure | None = None
+        self.garbled: Exception | None = None  # what the reader said of bytes that are not RESP
         self.last_data = 0.0
 
     # protocol callbacks
@@ -109,7 +110,7 @@ class StreamConnection(asyncio.Protocol):
         self.last_data = asyncio.get_running_loop().time()
         reader = self.reader
         reader.feed(data)
-        while (reply := reader.gets()) is not False:
+        while (reply := self._gets()) is not False:
             if self.on_push is not None:
                 self.on_push(reply)
                 continue
@@ -123,7 +124,18 @@ class StreamConnection(asyncio.Protocol):
                 if not request.future.done():
                     request.future.set_result(request.replies)
 
+    def _gets(self) -> Any:
+        """The next parsed reply, or False; bytes that are not RESP end the connection."""
+        try:
+            return self.reader.gets()
+        except ProtocolError as exc:
+            self.garbled = exc
+            self.abort()
+            return False
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.garbled is not None:
+            exc = Exception(f"it does not speak the Redis protocol: {self.garbled}")
         self.lost = rules.Dropped(f"connection to {self.node} lost" + (f": {exc}" if exc else ""))
         while self.pending:
             request = self.pending.popleft()
@@ -201,6 +213,8 @@ class ClientConnection:
             raise rules.Refused(f"refused the credentials: {exc}") from exc
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise rules.Unreachable(str(exc)) from exc
+        except redis.RedisError as exc:  # an error reply to its handshake, say
+            raise rules.Rejected(f"refused the connection: {exc}") from exc
         return cls(connection, node, epoch)
 
     @property
@@ -228,7 +242,7 @@ class ClientConnection:
     async def _send(self, payload: bytes) -> None:
         try:
             await self.connection.send_packed_command([payload], check_health=False)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.RedisError, OSError) as exc:
             self.lost = rules.Dropped(str(exc))
             raise self.lost from exc
 
@@ -238,11 +252,11 @@ class ClientConnection:
     async def _read_one(self) -> Any:
         try:
             return await self.connection.read_response(disable_decoding=True)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self.lost = rules.Dropped(str(exc))
-            raise self.lost from exc
         except redis.ResponseError as exc:
             return exc
+        except (redis.RedisError, OSError) as exc:  # InvalidResponse too: a stream to drop
+            self.lost = rules.Dropped(str(exc))
+            raise self.lost from exc
 
     def push_to(self, on_push: Callable[[Any], None]) -> None:
         """Pub/sub: hand every reply to `on_push` (then the failure that ends the connection)."""

@@ -19,10 +19,12 @@ from typing import Any
 
 import hiredis
 
-__all__ = ["ReplyError", "Reader", "error_code", "pack", "words"]
+__all__ = ["ProtocolError", "ReplyError", "Reader", "error_code", "pack", "words"]
 
 ReplyError = hiredis.ReplyError
 """An error reply from the server (its text is the server's message)."""
+ProtocolError = hiredis.ProtocolError
+"""Raised by a reader fed bytes that are not RESP (the peer is not a Redis server)."""
 
 
 def words(*items: Any) -> tuple[bytes, ...]:

@@ -49,7 +49,7 @@ from .hub import (
     channels_of,
     sentinel_event,
 )
-from .resp import Reader, pack
+from .resp import ProtocolError, Reader, pack
 from .session import (
     Command,
     Exchange,
@@ -102,9 +102,8 @@ class SocketConnection:
     def receive(self, count: int) -> list[Any]:
         """The next `count` replies."""
         replies: list[Any] = []
-        reader = self.reader
         while len(replies) < count:
-            reply = reader.gets()
+            reply = self._gets()
             if reply is False:
                 self._receive()
                 continue
@@ -144,9 +143,16 @@ class SocketConnection:
 
     def _available(self) -> list[Any]:
         replies = []
-        while (reply := self.reader.gets()) is not False:
+        while (reply := self._gets()) is not False:
             replies.append(reply)
         return replies
+
+    def _gets(self) -> Any:
+        """The next parsed reply, or False; bytes that are not RESP drop the connection."""
+        try:
+            return self.reader.gets()
+        except ProtocolError as exc:
+            raise rules.Dropped(f"{self.node} does not speak the Redis protocol: {exc}") from exc
 
     def abort(self) -> None:
         """Make a blocked exchange in another thread fail at once."""
@@ -171,6 +177,8 @@ class ClientConnection:
             raise rules.Refused(f"refused the credentials: {exc}") from exc
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise rules.Unreachable(str(exc)) from exc
+        except redis.RedisError as exc:  # an error reply to its handshake, say
+            raise rules.Rejected(f"refused the connection: {exc}") from exc
 
     def fileno(self) -> None:
         return None
@@ -185,16 +193,16 @@ class ClientConnection:
     def send(self, payload: bytes) -> None:
         try:
             self.connection.send_packed_command([payload], check_health=False)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.RedisError, OSError) as exc:
             raise rules.Dropped(str(exc)) from exc
 
     def _read_one(self) -> Any:
         try:
             return self.connection.read_response(disable_decoding=True)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise rules.Dropped(str(exc)) from exc
         except redis.ResponseError as exc:
             return exc
+        except (redis.RedisError, OSError) as exc:  # InvalidResponse too: a stream to drop
+            raise rules.Dropped(str(exc)) from exc
 
     def read(self, timeout: float, wake: socket.socket | None = None) -> list[Any]:
         step = min(timeout, 0.05)  # no socket to select on: poll, looking at `wake` too
@@ -206,7 +214,7 @@ class ClientConnection:
                     while self.connection.can_read(timeout=0):
                         replies.append(self._read_one())
                     return replies
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except (redis.RedisError, OSError) as exc:
                 raise rules.Dropped(str(exc)) from exc
             if wake is not None and select.select([wake], [], [], 0)[0]:
                 return []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .._errors import ImmutableKeyError
 from .._keys import KeyType, display_str
@@ -165,3 +166,37 @@ class RdbBackend(HeldValues):
 
     def close(self) -> None:
         self._cache.clear()
+
+    @property
+    def file_info(self) -> RdbFileInfo:
+        """What the file says of itself and what was left out of it (read-only)."""
+        index = self.index
+        return RdbFileInfo(index.magic, index.version, dict(index.aux), dict(index.skipped))
+
+
+@dataclass(frozen=True)
+class RdbFileInfo:
+    """The header of an RDB file, and the keys of it that telstate does not use.
+
+    Attributes
+    ----------
+    magic : str
+        ``'REDIS'`` or ``'VALKEY'`` (Valkey 9 and later).
+    version : int
+        RDB format version.
+    aux : dict of bytes to bytes
+        The file's AUX fields (``redis-ver``, ``ctime``, ``used-mem``...), in file order.
+    skipped : dict of str to int
+        Keys of other Redis types (lists, sets, streams, module values), counted by type.
+    """
+
+    magic: str
+    version: int
+    aux: dict[bytes, bytes]
+    skipped: dict[str, int]
+
+    @property
+    def format(self) -> str:
+        """The first bytes of the file: ``REDIS0009``, ``VALKEY080``."""
+        digits = 4 if self.magic == "REDIS" else 3
+        return f"{self.magic}{self.version:0{digits}d}"

@@ -30,14 +30,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from ._cli_text import CommandError, plural
-from ._codec import equal_encoded_values
-from ._errors import ImmutableKeyError
-from ._keys import KeyType
-from .backends.base import Write
-from .client import TelescopeState
+from .._codec import equal_encoded_values
+from .._errors import ImmutableKeyError
+from .._keys import KeyType
+from ..backends.base import Write
+from ..client import TelescopeState
+from ..rdb import RDBWriter
+from .sources import classify, opened, redis_label
+from .text import CommandError, plural
 
-__all__ = ["copy", "write_rdb"]
+__all__ = ["run", "write_rdb"]
 
 _KEYS_PER_CHUNK = 64  # keys per RDBWriter.save call / per batch read
 _WRITES_PER_BATCH = 5000  # writes per Redis pipeline
@@ -62,7 +64,7 @@ def progress(total: int, description: str) -> Iterator[_Bar]:
     """A tqdm bar on stderr when that is a terminal and tqdm is installed, else nothing."""
     bar: _Bar = _NoBar()
     if sys.stderr.isatty():
-        try:
+        try:  # tqdm: an optional extra, imported only when a bar may be drawn
             from tqdm import tqdm  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             pass
@@ -101,8 +103,6 @@ def write_rdb(ts: TelescopeState, dest: str, *, force: bool, label: str) -> int:
         nothing to write, or if some keys could not be written (vanished since
         listed); no file is left then.
     """
-    from .rdb import RDBWriter
-
     if os.path.isdir(dest):
         raise CommandError(f"{dest} is a directory")
     if os.path.exists(dest) and not force:
@@ -172,18 +172,16 @@ def copy_keys(src: TelescopeState, dest: TelescopeState, label: str) -> tuple[in
     return len(keys) - len(conflicts), conflicts
 
 
-def copy(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``telstate copy SOURCE DEST``."""
-    from .cli import classify, opened
-
     dest_kind, dest_where = classify(args.dest)
     if dest_kind == "demo":
         raise CommandError("DEST cannot be 'demo': give an RDB file or a Redis server")
     start = time.perf_counter()
     with opened(args.source) as source:
         dest_label = args.dest
-        if source.kind == "rdb":
-            skipped = sum(source.ts.backend.index.skipped.values())  # type: ignore[attr-defined]
+        if source.file is not None:
+            skipped = sum(source.file.file_info.skipped.values())
         else:
             skipped = telstate_keys(source.ts)[1] if source.kind == "redis" else 0
         if dest_kind == "rdb":
@@ -192,9 +190,7 @@ def copy(args: argparse.Namespace) -> int:
         else:
             if source.kind == "redis" and source.url == dest_where:
                 raise CommandError("SOURCE and DEST are the same server")
-            from .cli import _redis_label
-
-            dest_label = _redis_label(dest_where)
+            dest_label = redis_label(dest_where)
             dest = TelescopeState(dest_where)
             try:
                 if source.kind == "rdb":

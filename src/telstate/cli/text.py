@@ -1,4 +1,4 @@
-"""Text for the ``telstate`` command: times, sizes, values, tables, namespaces.
+"""Text for the ``telstate`` command: times, sizes, values, tables, views.
 
 Pure functions only (no I/O), so that every rendering rule is tested directly.
 Times are always shown in UTC as ISO 8601 with a ``Z`` (a time past the year
@@ -12,18 +12,18 @@ its ``repr`` string.
 
 from __future__ import annotations
 
+import json
 import math
 import pprint
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
 
-from ._keys import KeyType
+from .._keys import KeyType
 
 
 class CommandError(Exception):
@@ -310,8 +310,6 @@ def _json_key(key: Any) -> str | int | float | bool | None:
 
 def csv_value(value: Any) -> str:
     """A CSV cell: strings as they are, anything else as JSON text."""
-    import json
-
     if isinstance(value, str):
         return value
     return json.dumps(to_json(value), allow_nan=False)
@@ -374,70 +372,7 @@ def table(
 _NUMERIC = re.compile(r"^-?\d[\d.]*( (B|KiB|MiB|GiB))?$")
 
 
-# --------------------------------------------------------------------------- namespaces
-
-#: MeerKAT (m000) and MeerKAT+/SKA (s0000) antenna names, as a key's first part.
-ANTENNA_KEY: Final = re.compile(r"^([ms]\d{3,4})_")
-_CAPTURE_BLOCK_KEY: Final = re.compile(r"^(\d+)_(.+)$")
-_STREAM_TYPE_SUFFIX: Final = "_stream_type"
-
-
-def find_streams(keys: Sequence[str], config: Any = None) -> list[str]:
-    """Stream names among `keys`, longest first (for prefix matching).
-
-    A stream is named by any of: an output of ``sdp_config`` (`config`, the
-    value of that key if any); a ``<stream>_stream_type`` attribute (also under
-    a capture block); or a second-level prefix shared by several keys — the part
-    of a capture-block key ``<cbid>_<stream>_...`` after the capture block that
-    at least two global keys also start with (``1556012345_sdp_l0_first_timestamp``
-    and ``sdp_l0_n_chans``, ``sdp_l0_int_time`` give ``sdp_l0``).
-    """
-    streams: set[str] = set()
-    if isinstance(config, dict) and isinstance(config.get("outputs"), dict):
-        streams.update(name for name in config["outputs"] if isinstance(name, str) and name)
-    global_keys = []
-    capture_rests = []
-    for key in keys:
-        match = _CAPTURE_BLOCK_KEY.match(key)
-        rest = match.group(2) if match else key
-        if rest.endswith(_STREAM_TYPE_SUFFIX) and len(rest) > len(_STREAM_TYPE_SUFFIX):
-            streams.add(rest[: -len(_STREAM_TYPE_SUFFIX)])
-        if match:
-            capture_rests.append(rest)
-        else:
-            global_keys.append(key)
-    prefix_counts: Counter[str] = Counter()
-    for key in global_keys:
-        parts = key.split("_")
-        for j in range(1, len(parts)):
-            prefix_counts["_".join(parts[:j])] += 1
-    for rest in capture_rests:
-        parts = rest.split("_")
-        for j in range(len(parts) - 1, 0, -1):
-            candidate = "_".join(parts[:j])
-            if prefix_counts[candidate] >= 2:
-                streams.add(candidate)
-                break
-    return sorted(streams, key=lambda name: (-len(name), name))
-
-
-def namespace(key: str, streams: Sequence[str]) -> tuple[str, str]:
-    """(kind, name) of the namespace of `key`: capture stream, capture block, stream,
-    antenna or global (name ``''``).  `streams` must be longest first."""
-    match = _CAPTURE_BLOCK_KEY.match(key)
-    if match:
-        cbid, rest = match.groups()
-        for stream in streams:
-            if rest.startswith(stream + "_"):
-                return "capture stream", f"{cbid}_{stream}"
-        return "capture block", cbid
-    for stream in streams:
-        if key.startswith(stream + "_"):
-            return "stream", stream
-    antenna = ANTENNA_KEY.match(key)
-    if antenna:
-        return "antenna", antenna.group(1)
-    return "global", ""
+# --------------------------------------------------------------------------- views
 
 
 def view_listing(keys: Iterable[str], prefixes: Sequence[str]) -> dict[str, str]:

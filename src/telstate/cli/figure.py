@@ -1,4 +1,4 @@
-"""``telstate plot``: sensors against a UTC time axis, drawn with matplotlib's Agg.
+"""The figure of ``telstate plot``: sensors against a UTC time axis, drawn with matplotlib's Agg.
 
 Layout: one column of subplots sharing the time axis.
 
@@ -47,8 +47,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from . import _cli_text as text
-from ._cli_text import CommandError
+from .._namespaces import ANTENNA_KEY
+from . import text
+from .text import CommandError
 
 __all__ = ["plot"]
 
@@ -99,7 +100,7 @@ def unit(key: str) -> str | None:
 
 def quantity(key: str) -> str:
     """The key without a leading antenna or capture-block part."""
-    if text.ANTENNA_KEY.match(key):
+    if ANTENNA_KEY.match(key):
         return key.split("_", 1)[1]
     head, sep, rest = key.partition("_")
     return rest if sep and head.isdigit() and rest else key

@@ -25,13 +25,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from . import _cli_text as text
-from ._cli_text import CommandError
-from ._keys import KeyType
-from .aio import TelescopeState
-from .aio.redis import RedisBackend
+from .._keys import KeyType
+from ..aio import TelescopeState
+from ..aio.redis import RedisBackend
+from . import text
+from .sources import classify
+from .text import CommandError
 
-__all__ = ["watch"]
+__all__ = ["run"]
 
 
 async def _resolve(ts: TelescopeState, key: str) -> str:
@@ -73,10 +74,8 @@ async def _watch(url: str, keys: Sequence[str], views: Sequence[str], initial: b
                 group.create_task(_follow(root, key, kind is KeyType.INDEXED, initial))
 
 
-def watch(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``telstate watch``: runs until Ctrl-C (status 0) or until only immutables were watched."""
-    from .cli import classify
-
     kind, where = classify(args.source)
     if kind != "redis":
         what = (
