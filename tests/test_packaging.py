@@ -2,14 +2,22 @@
 
 CI installs the pins of ``.ci/constraints.txt`` for the full suite and the floors of
 ``.ci/floor.txt`` for a second run; these tests keep the three files telling the same story,
-so a lower bound in pyproject.toml is never one that no test has run against.
+so a lower bound in pyproject.toml is never one that no test has run against.  They also
+hold the version to one string, ``telstate.__version__``, which the package metadata, the
+``telstate --version`` command and the RDB writer's ``telstate-version`` field all read.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+import telstate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,3 +70,22 @@ def test_python_floor_is_the_one_ci_tests() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11"
     assert "find_python 3.11" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_one_version_string() -> None:
+    # pyproject.toml takes its version from telstate.__version__ (hatch's version source)
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in config["project"]
+    assert config["project"]["dynamic"] == ["version"]
+    assert config["tool"]["hatch"]["version"]["path"] == "src/telstate/__init__.py"
+    # ... so the installed metadata says what the package says
+    assert importlib.metadata.version("telstate") == telstate.__version__
+    # a canonical PEP 440 string, which the metadata keeps as it is (hatch normalises)
+    assert str(Version(telstate.__version__)) == telstate.__version__
+
+
+def test_cli_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from telstate import cli
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"telstate {telstate.__version__}\n"
