@@ -42,9 +42,9 @@ nitpicky = True
 _EXTERNAL = ["abc", "argparse", "collections", "concurrent", "enum", "os", "redis", "socket", "sys"]
 nitpick_ignore_regex = [(r"py:.*", rf"{module}(\..*)?") for module in _EXTERNAL]
 
-# Docstrings in modules being reworked on another branch, whose fixes are listed in that
-# work (see CONTRIBUTING.md): each is a reference to a name that is private, unqualified or
-# misspelt.  Remove this list (one line below) once those docstrings are fixed.
+# Broken references in docstrings of modules being reworked on another branch, each a name
+# that is private (write it as ``literal``), unqualified (``~telstate.ImmutableKeyError``)
+# or misspelt.  Once those docstrings are fixed, remove this list (the line below it).
 _PENDING_FIXES = [
     ("py:mod", "telstate._logic"),  # aio/__init__.py, module docstring
     ("py:attr", "keys_failed"),  # aio/__init__.py, RDBWriter: one Attributes entry each
