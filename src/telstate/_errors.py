@@ -3,7 +3,8 @@
 Names and base classes are those of katsdptelstate, so that ``except
 katsdptelstate.ImmutableKeyError`` in existing code catches ours (see
 :mod:`telstate.compat`).  Every error we raise on purpose derives from
-:class:`TelstateError`; decoding and encoding problems are also ``ValueError``s.
+:class:`TelstateError`; decoding and encoding problems are also instances of
+:exc:`ValueError`.
 """
 
 from __future__ import annotations

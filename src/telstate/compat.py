@@ -15,7 +15,7 @@ Provided: the package itself, ``errors``, ``encoding``, ``endpoint``,
 ``utils``, ``backend``, ``memory``, ``redis``, ``rdb_writer``, ``aio``,
 ``aio.memory``, ``aio.redis`` and ``aio.rdb_writer``.  ``rdb_reader`` is not:
 its callback interface belongs to rdbtools, and
-:meth:`TelescopeState.load_from_file` replaces it.
+:meth:`telstate.TelescopeState.load_from_file` replaces it.
 
 An alias holds telstate's objects (``katsdptelstate.TelescopeState is
 telstate.TelescopeState``) as its own names: rebinding or patching one changes

@@ -216,7 +216,7 @@ def endpoint_list_parser(
     ----------
     default_port : Any
         Port given to items that do not specify one.
-    single_port : bool, optional
+    single_port : bool
         If true, the parser also insists that all endpoints share a single port (and that there
         is at least one endpoint), so that the caller can rely on one port for the whole list.
 

@@ -1,6 +1,6 @@
 """The asyncio face of the in-memory backend.
 
-It wraps a sync :class:`telstate.MemoryBackend` (a new one, or one shared with
+It wraps a sync :class:`telstate.backends.MemoryBackend` (a new one, or one shared with
 sync TelescopeState objects): in-memory operations never block, so they run
 directly in the event loop.  Updates reach async waiters through
 ``loop.call_soon_threadsafe``, so a write from another thread (a sync client of
@@ -124,7 +124,7 @@ class MemoryBackend(LocalBackend):
 
     Parameters
     ----------
-    backend
+    backend : telstate.backends.MemoryBackend or None
         The sync memory backend to share (default: a new one).  The same data can
         then be used through :class:`telstate.TelescopeState` too.
     """

@@ -1,8 +1,8 @@
 """The Redis backend for asyncio: the plans of the sync backend, awaited.
 
 Every operation is the same plan as in :mod:`telstate.backends.redis` (from
-:mod:`telstate.backends._redis_protocol`), run by the asyncio driver of the one
-Redis transport (:mod:`telstate._redis.aio`): same commands, same retries, same
+``telstate.backends._redis_protocol``), run by the asyncio driver of the one
+Redis transport (``telstate._redis.aio``): same commands, same retries, same
 Sentinel failover, same ``WAIT`` for replicas.  Waits share ONE pub/sub
 connection per backend (the transport's hub), however many there are.
 """

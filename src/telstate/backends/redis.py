@@ -1,8 +1,8 @@
 """The Redis backend (synchronous): telstate shared through Redis.
 
-Each operation is a plan of :mod:`._redis_protocol` (the commands and what their
-replies mean), run by the blocking driver of the one Redis transport
-(:mod:`telstate._redis`), which adds retries, Sentinel failover, cluster routing and
+Each operation is a plan of ``telstate.backends._redis_protocol`` (the commands and
+what their replies mean), run by the blocking driver of the one Redis transport
+(``telstate._redis``), which adds retries, Sentinel failover, cluster routing and
 ``WAIT`` for replicas.  The asyncio backend runs the same plans on the same rules.
 
 Deployments: one server (``redis://``, ``rediss://``, ``unix://``, ``host:port``, or
@@ -119,7 +119,7 @@ class RedisBackendCommon:
 
     @property
     def min_replicas(self) -> int:
-        """Replicas that must have each write before it returns (0: no waiting)."""
+        """Replicas that must have each write before it returns (0 for no waiting)."""
         return self._transport.config.min_replicas
 
     @property

@@ -75,9 +75,11 @@ class RDBWriter:
     ----------
     filename
         As given.
-    keys_written, keys_failed
-        How many keys were written, and how many could not be (missing keys,
-        types telstate does not use); failures are logged, not raised.
+    keys_written
+        How many keys were written.
+    keys_failed
+        How many keys could not be written (missing keys, types telstate does not
+        use); failures are logged, not raised.
     """
 
     def __init__(self, filename: str | os.PathLike[str], version: int = 9) -> None:
