@@ -46,21 +46,7 @@ nitpick_ignore_regex = [(r"py:.*", rf"{module}(\..*)?") for module in _EXTERNAL]
 # that is private (write it as ``literal``), unqualified (``~telstate.ImmutableKeyError``)
 # or misspelt.  (*): napoleon reads an alias's one-line description "Text: more" as type
 # "Text".  Once those docstrings are fixed, remove this list (the line below it).
-_PENDING_FIXES = [
-    ("py:mod", "telstate._logic"),  # aio/__init__.py, module docstring
-    ("py:attr", "keys_failed"),  # aio/__init__.py, RDBWriter: one Attributes entry each
-    ("py:class", "Recheck"),  # backends/base.py + aio/backend.py, Subscription.get
-    ("py:class", "KeyStats"),  # backends/base.py, Backend.stats
-    ("py:class", "ImmutableKeyError"),  # backends/base.py + backends/rdb.py, module docstrings
-    ("py:mod", "telstate._updates"),  # backends/base.py, module docstring
-    ("py:mod", "telstate.rdb._load"),  # backends/base.py, Backend.load_rdb
-    ("py:class", "What a read finds"),  # backends/base.py, Found's "#:" comment (*)
-    ("py:class", "A key's whole content"),  # backends/base.py, Snapshot's "#:" comment (*)
-    ("py:class", "telstate._samples.SampleStore"),  # backends/rdb.py, module docstring
-    ("py:meth", "telstate.backends.RdbBackend.verify"),  # client.py, TelescopeState.open
-    ("py:meth", "TelescopeState.pipeline"),  # client.py, Pipeline
-]
-nitpick_ignore: list[tuple[str, str]] = _PENDING_FIXES
+nitpick_ignore: list[tuple[str, str]] = []
 
 
 # Shared implementation classes that are not part of the API: a class's "Bases:" line names
@@ -68,6 +54,7 @@ nitpick_ignore: list[tuple[str, str]] = _PENDING_FIXES
 _IMPLEMENTATION_BASES = {
     "telstate._logic.TelescopeStateBase",  # the sync and asyncio front ends' rules
     "telstate._logic.PipelineBase",
+    "telstate.backends.memory.HeldValues",  # the memory and RDB file backends' read rules
     "telstate.backends.redis.RedisBackendCommon",  # the sync and asyncio Redis backends'
 }
 

@@ -103,7 +103,7 @@ class TelescopeState(TelescopeStateBase[Backend]):
             Path (memory-mapped), binary file object or the file's bytes.
         verify_checksum
             Check the file's CRC-64 now (reads the whole file); see
-            :meth:`telstate.backends.RdbBackend.verify`.
+            :meth:`telstate.backends.rdb.RdbBackend.verify`.
 
         Raises
         ------
@@ -495,7 +495,7 @@ class TelescopeState(TelescopeStateBase[Backend]):
 
 
 class Pipeline(PipelineBase):
-    """Writes collected for one round trip (see :meth:`TelescopeState.pipeline`)."""
+    """Writes collected for one round trip (see :meth:`telstate.TelescopeState.pipeline`)."""
 
     def execute(self) -> None:
         """Send the queued writes now (the ``with`` block does this on exit)."""

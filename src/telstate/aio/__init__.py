@@ -1,6 +1,6 @@
 """The asyncio TelescopeState: the same rules as the sync one, awaited.
 
-Every rule comes from :mod:`telstate._logic` and :mod:`telstate._plans` (shared
+Every rule comes from ``telstate._logic`` and ``telstate._plans`` (shared
 with :class:`telstate.TelescopeState`, whose methods are these without
 ``await``); this module only awaits the backend.  Waits
 take an optional timeout and are cancelled like any task.  Beyond
@@ -303,9 +303,10 @@ class RDBWriter:
     ----------
     filename
         As given.
-    keys_written, keys_failed
-        How many keys were written, and how many could not be (missing keys are
-        logged, not raised).
+    keys_written
+        How many keys were written.
+    keys_failed
+        How many keys could not be written (missing keys are logged, not raised).
     """
 
     def __init__(self, filename: str | os.PathLike[str], version: int = 9) -> None:

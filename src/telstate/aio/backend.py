@@ -31,7 +31,7 @@ class AsyncSubscription(ABC):
 
     @abstractmethod
     async def get(self) -> KeyUpdate | Recheck:
-        """Next update, or :class:`Recheck` if updates may have been lost (waits as needed)."""
+        """Next update, or :class:`.Recheck` if updates may have been lost (waits as needed)."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -98,7 +98,7 @@ class AsyncBackend(ABC):
     async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]: ...
 
     async def write(self, write: Write) -> bytes | None:
-        """One write, by the method of its type (see :meth:`telstate.backends.Write.to`)."""
+        """One write, by the method of its type (see ``Write.to``)."""
         return await write.to(self)  # type: ignore[no-any-return]
 
     async def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:

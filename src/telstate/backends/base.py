@@ -10,8 +10,8 @@ through a view never needs more than one round trip.
 Writes are check-and-set: ``set_immutable`` and ``set_indexed`` store the value
 only if absent and otherwise return what is there, for the front end to
 compare; ``add_mutable`` adds a sample unless that exact sample exists.  A key
-of another type raises :class:`ImmutableKeyError` (Redis's WRONGTYPE).  A write
-that changes data tells the key's subscribers (see :mod:`telstate._updates`).
+of another type raises :class:`~telstate.ImmutableKeyError` (Redis's WRONGTYPE).  A write
+that changes data tells the key's subscribers (see ``telstate._updates``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL_SAMPLES", "Backend", "Found", "KeyStats", "Snapshot", "Subscription", "Write"]
 
-#: A key's whole content: immutable bytes, every sample of a sensor, an indexed key's dict.
+#: A key's whole content (immutable bytes, every sample of a sensor, an indexed key's dict).
 Snapshot = tuple[KeyType, "bytes | SampleBatch | dict[bytes, bytes]"]
 #: The query for every sample of a sensor.
 ALL_SAMPLES = resolve_range(0.0, None, False, False)
 
-#: What a read finds: (index of the candidate key, its type, payload, timestamp).
+#: What a read finds, as (index of the candidate key, its type, payload, timestamp).
 #: The payload is the value (immutable), the latest value (sensor, with its
 #: timestamp) or a dict of encoded sub-key to encoded value (indexed).
 Found = tuple[int, KeyType, bytes | dict[bytes, bytes], float | None]
@@ -96,7 +96,7 @@ class Subscription(ABC):
 
     @abstractmethod
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
-        """Next update, :class:`Recheck` if updates may have been lost, None on timeout."""
+        """Next update, :class:`.Recheck` if updates may have been lost, None on timeout."""
 
     @abstractmethod
     def close(self) -> None:
@@ -150,7 +150,7 @@ class Backend(ABC):
         return results
 
     def write(self, write: Write) -> bytes | None:
-        """One write, by the method of its type (see :meth:`Write.to`)."""
+        """One write, by the method of its type (see ``Write.to``)."""
         return write.to(self)  # type: ignore[no-any-return]
 
     @abstractmethod
@@ -197,7 +197,7 @@ class Backend(ABC):
 
     @abstractmethod
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
-        """A :class:`KeyStats` for each of `keys` (None for keys that do not exist)."""
+        """A :class:`.KeyStats` for each of `keys` (None for keys that do not exist)."""
 
     @abstractmethod
     def load_new_keys(self, index: RdbIndex) -> list[bytes]:
@@ -205,7 +205,7 @@ class Backend(ABC):
 
         Everything is checked (decoded, or its checksum verified) before anything
         is written, so a damaged file changes nothing.  The keys returned are
-        merged by ordinary writes (see :func:`telstate._plans.load`).
+        merged by ordinary writes (see ``telstate._plans.load``).
         """
 
     @abstractmethod

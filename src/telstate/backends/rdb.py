@@ -5,14 +5,14 @@ over the records that skips every value by its length, so a 1 GB observation
 opens in little more time than it takes to list its keys, and a path is
 memory-mapped, so only the pages of the keys actually read are loaded.  Each
 key is decoded on first use and kept in the memory backend's form (sensors as
-compact :class:`~telstate._samples.SampleStore` objects), and the memory
-backend's read rules (:class:`~telstate.backends.memory.HeldValues`) answer
+compact ``telstate._samples.SampleStore`` objects), and the memory
+backend's read rules (``HeldValues``) answer
 every read, so later reads cost what they cost there.  What can be answered
 from the index alone (a key's type, whether it exists, its sample count and
 time span) never decodes the value, and saving the file elsewhere reads each
 value without keeping it.
 
-Writes raise :class:`ImmutableKeyError`: the file is an archive.
+Writes raise :class:`~telstate.ImmutableKeyError`: the file is an archive.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..rdb._source import RdbSource, read_source
 from .base import KeyStats, Subscription, Write
 from .memory import HeldValues, _Value
 
-__all__ = ["RdbBackend"]
+__all__ = ["RdbBackend", "RdbFileInfo"]
 
 
 class _NoUpdates(Subscription):
