@@ -546,6 +546,7 @@ def test_wait_key_already_there(ts: TelescopeState) -> None:
     ts.wait_key("x", lambda value, stamp: value == 1 and stamp is None)
 
 
+@pytest.mark.live
 def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
     thread = _later(lambda: ts.add("x", 5, immutable=True))
     ts.wait_key("x", timeout=10)
@@ -553,6 +554,7 @@ def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
     assert ts["x"] == 5
 
 
+@pytest.mark.live
 def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
     seen: list[tuple[Any, float | None]] = []
 
@@ -571,6 +573,7 @@ def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
     assert (4, 4.0) not in seen[:-1]
 
 
+@pytest.mark.live
 def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
     ts.add("s", 10, ts=10.0)
     # An older sample arriving late is what the condition sees, not the latest
@@ -579,6 +582,7 @@ def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
     thread.join()
 
 
+@pytest.mark.live
 def test_wait_key_through_view(ts: TelescopeState) -> None:
     view = ts.view("v")
     thread = _later(lambda: ts.add("x", 1, immutable=True))
@@ -586,6 +590,7 @@ def test_wait_key_through_view(ts: TelescopeState) -> None:
     thread.join()
 
 
+@pytest.mark.live
 def test_wait_key_indexed_condition_sees_dict(ts: TelescopeState) -> None:
     thread = _later(lambda: [ts.set_indexed("idx", i, i) for i in range(3)])
     ts.wait_key("idx", lambda value, stamp: len(value) == 3 and stamp is None, timeout=10)
@@ -615,19 +620,30 @@ def test_wait_key_cancelled(sync_ts: TelescopeState) -> None:
 def test_wait_indexed(ts: TelescopeState) -> None:
     ts.set_indexed("idx", "a", 1)
     ts.wait_indexed("idx", "a", timeout=0)
-    thread = _later(lambda: [ts.set_indexed("idx", k, 2) for k in ("b", "c")])
-    ts.wait_indexed("idx", "c", lambda value: value == 2, timeout=10)
-    thread.join()
+    ts.wait_indexed("idx", "a", lambda value: value == 1, timeout=0)
     with pytest.raises(TimeoutError):
         ts.wait_indexed("idx", "a", lambda value: value == 2, timeout=0.05)
     with pytest.raises(TimeoutError):
         ts.wait_indexed("idx", "zzz", timeout=0.05)
 
 
+@pytest.mark.live
+def test_wait_indexed_woken_by_write(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", 1)
+    thread = _later(lambda: [ts.set_indexed("idx", k, 2) for k in ("b", "c")])
+    ts.wait_indexed("idx", "c", lambda value: value == 2, timeout=10)
+    thread.join()
+    assert ts["idx"] == {"a": 1, "b": 2, "c": 2}
+
+
 def test_wait_indexed_on_wrong_type(ts: TelescopeState) -> None:
     ts["attr"] = 1
     with pytest.raises(ImmutableKeyError):
         ts.wait_indexed("attr", "a", timeout=1)
+
+
+@pytest.mark.live
+def test_wait_indexed_on_key_created_with_wrong_type(ts: TelescopeState) -> None:
     thread = _later(lambda: ts.add("later", 1))
     with pytest.raises(ImmutableKeyError):
         ts.wait_indexed("later", "a", timeout=10)
@@ -660,6 +676,7 @@ def test_satisfied_wait_returns_even_when_already_cancelled(sync_ts: TelescopeSt
         sync_ts.wait_indexed("idx", "b", cancel_future=future)
 
 
+@pytest.mark.live
 def test_many_waiters_each_woken(ts: TelescopeState) -> None:
     errors: list[BaseException] = []
 
@@ -737,6 +754,7 @@ def test_pipeline_bad_input_raises_before_sending(ts: TelescopeState) -> None:
     assert ts.keys() == []
 
 
+@pytest.mark.live
 def test_pipeline_wakes_waiters(ts: TelescopeState) -> None:
     def write() -> None:
         with ts.pipeline() as batch:
