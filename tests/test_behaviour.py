@@ -30,6 +30,8 @@ from telstate import (
     TimeoutError,
 )
 
+from .aio_facade import SyncFacade
+
 # --------------------------------------------------------------------------- immutables
 
 
@@ -274,6 +276,24 @@ def _values(pairs: list[tuple[Any, float]]) -> list[Any]:
         # st > et: the range is empty but the previous sample is still found (Redis semantics)
         ({"st": 8, "et": 3, "include_previous": True}, [7]),
         ({"st": 8, "et": 3}, []),
+        # st = et: nothing in [st, et), [st, et] with include_end, the sample before st first
+        ({"st": 10, "et": 10, "include_previous": True}, [9]),
+        ({"st": 5, "et": 5, "include_previous": True, "include_end": True}, [4, 5]),
+        ({"st": 1, "et": 1, "include_previous": True}, []),
+        # et alone: st = et, and include_previous since st is None
+        ({"et": 1}, []),
+        ({"et": 1, "include_end": True}, [1]),
+        ({"et": 6.5}, [6]),
+        ({"et": 6, "include_previous": False}, []),
+        # neither: st = et = +inf
+        ({"include_previous": False}, []),
+        ({"include_end": True}, [10]),
+        # an empty range between samples
+        ({"st": 2.5, "et": 2.7}, []),
+        ({"st": 2.5, "et": 2.7, "include_previous": True}, [2]),
+        ({"st": 2.5, "et": 3, "include_end": True}, [3]),
+        ({"st": 0, "include_previous": True}, list(range(1, 11))),
+        ({"st": 3, "et": math.inf, "include_end": True}, list(range(3, 11))),
     ],
 )
 def test_get_range_semantics(
@@ -282,6 +302,18 @@ def test_get_range_semantics(
     result = sensor.get_range("s", **kwargs)
     assert _values(result) == expected
     assert all(value == stamp for value, stamp in result)
+
+
+def test_get_range_ties_at_one_timestamp(ts: TelescopeState) -> None:
+    # Samples sharing a timestamp are ordered by encoded value (ff 01 < ff 02 < ff 03 < ff 05),
+    # so "the last sample before st" and the latest value are the greatest of a tie
+    for value, stamp in ((2, 1.0), (1, 1.0), (5, 2.0), (3, 2.0)):
+        ts.add("s", value, ts=stamp)
+    assert ts["s"] == 5
+    assert ts.get_range("s") == [(5, 2.0)]
+    assert ts.get_range("s", st=2, include_previous=True) == [(2, 1.0), (3, 2.0), (5, 2.0)]
+    assert ts.get_range("s", st=1, et=1, include_end=True) == [(1, 1.0), (2, 1.0)]
+    assert ts.get_range("s", st=1.5, et=2) == []
 
 
 def test_get_range_return_encoded(sensor: TelescopeState) -> None:
@@ -402,6 +434,25 @@ def test_keys_and_filters(ts: TelescopeState) -> None:
     assert ts.keys("nothing*") == []
 
 
+def test_keys_glob_ranges_escapes_and_every_type(ts: TelescopeState) -> None:
+    # Redis globs: [a-b] ranges, [^x] negation, and a backslash making * ? [ literal
+    for key in ("a1", "b2", "c3", "x*y", "x?y", "x[y"):
+        ts[key] = 1
+    ts.add("xzy", 1.0, ts=1.0)
+    ts.set_indexed("xxy", "a", 1)
+    assert ts.keys() == ["a1", "b2", "c3", "x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys("[a-b]?") == ["a1", "b2"]
+    assert ts.keys("[^a]?") == ["b2", "c3"]
+    assert ts.keys("x?y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys(r"x\*y") == ["x*y"]
+    assert ts.keys(r"x\?y") == ["x?y"]
+    assert ts.keys(r"x\[y") == ["x[y"]
+    assert ts.keys("*y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys("*3") == ["c3"]
+    assert ts.keys("?") == []
+    assert ts.view("x").keys("x?y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]  # full keys
+
+
 def test_delete(ts: TelescopeState) -> None:
     ts["x"] = 1
     ts.add("s", 1)
@@ -494,6 +545,60 @@ def test_view_sensor_and_range_fall_back(ts: TelescopeState) -> None:
     view.add("s", 2, ts=2.0)
     assert view.get_range("s", st=0) == [(2, 2.0)]
     assert view.key_type("s") == KeyType.MUTABLE
+
+
+def test_view_reads_answer_for_the_first_candidate_that_exists(ts: TelescopeState) -> None:
+    # Only in the root: every read falls back to it
+    ts.set_indexed("idx", "a", "root")
+    ts.add("sensor", 1, ts=1.0)
+    ts["attr"] = "root"
+    view = ts.view("v")
+    assert view.key_type("idx") == KeyType.INDEXED
+    assert view.key_type("sensor") == KeyType.MUTABLE
+    assert view.key_type("attr") == KeyType.IMMUTABLE
+    assert view.exists("idx") and "sensor" in view
+    assert view.get_indexed("idx", "a") == "root"
+    assert view["sensor"] == 1
+    assert view.get_range("sensor", st=0) == [(1, 1.0)]
+    assert view.key_type("missing") is None
+    assert view.get("missing", "default") == "default"
+    # Under the view's prefix, a key of another type shadows the root's: its type decides
+    view["idx"] = "view"
+    view.set_indexed("sensor", "b", 2)
+    view.add("attr", 3, ts=3.0)
+    assert view.key_type("idx") == KeyType.IMMUTABLE
+    assert view.key_type("sensor") == KeyType.INDEXED
+    assert view.key_type("attr") == KeyType.MUTABLE
+    with pytest.raises(ImmutableKeyError):
+        view.get_indexed("idx", "a")
+    with pytest.raises(ImmutableKeyError):
+        view.get_range("sensor", st=0)
+    assert view.get_range("sensor", st=0, et=0) == []  # no sample read: no type check
+    assert view["idx"] == "view"
+    assert view["sensor"] == {"b": 2}
+    assert view["attr"] == 3
+    assert view.get_range("attr", st=0) == [(3, 3.0)]
+    # The root is unchanged
+    assert ts.get_indexed("idx", "a") == "root"
+    assert ts.get_range("sensor", st=0) == [(1, 1.0)]
+    assert ts["attr"] == "root"
+
+
+def test_stacked_views_read_the_middle_prefix(ts: TelescopeState) -> None:
+    ts.add("s", 0, ts=1.0)
+    ts.view("a").add("s", 1, ts=1.0)
+    ts.view("a").set_indexed("i", "k", "a")
+    ts.set_indexed("i", "k", "root")
+    both = ts.view("a").view("b")
+    assert both.get_range("s", st=0) == [(1, 1.0)]
+    assert both.get_indexed("i", "k") == "a"
+    assert both.key_type("s") == KeyType.MUTABLE
+    exclusive = ts.view("b", exclusive=True)
+    assert exclusive.key_type("s") is None
+    assert not exclusive.exists("s")
+    assert exclusive.get_indexed("i", "k", "none") == "none"
+    with pytest.raises(KeyError):
+        exclusive.get_range("s", st=0)
 
 
 def test_delete_through_view_removes_every_prefix(ts: TelescopeState) -> None:
@@ -778,16 +883,44 @@ def test_pipeline_keeps_write_order(ts: TelescopeState) -> None:
     assert ts.get_range("k", st=0) == [(1.0, 1.0), (2.0, 2.0)]
 
 
-def test_backend_stats(sync_ts: TelescopeState) -> None:
-    sync_ts["attr"] = "value"
-    for t in (5.0, 1.0, 3.0):
-        sync_ts.add("sensor", t, ts=t)
+def _backend_call(ts: TelescopeState, method: str, *args: Any) -> Any:
+    """Call a backend method of `ts` (awaited on the event loop for the asyncio front end)."""
+    result = getattr(ts.backend, method)(*args)
+    if isinstance(ts, SyncFacade):
+        return ts.runner.run(result)
+    return result
+
+
+def test_backend_stats(ts: TelescopeState) -> None:
+    ts["attr"] = "value"
+    for t in (5.0, 1.0, 3.0, 3.0):  # the repeated sample is stored once
+        ts.add("sensor", t, ts=t)
+    ts.add("sensor", -1.0, ts=3.0)  # another value at a timestamp already used
     for i in range(4):
-        sync_ts.set_indexed("idx", i, i)
-    attr, sensor, idx, missing = sync_ts.backend.stats([b"attr", b"sensor", b"idx", b"missing"])
+        ts.set_indexed("idx", i, i)
+    attr, sensor, idx, missing = _backend_call(
+        ts, "stats", [b"attr", b"sensor", b"idx", b"missing"]
+    )
     assert missing is None
     assert attr is not None and attr.key_type is KeyType.IMMUTABLE and attr.count == 1
     assert attr.nbytes >= len(telstate.encode_value("value"))
+    assert (attr.first, attr.last) == (None, None)
     assert sensor is not None and sensor.key_type is KeyType.MUTABLE
-    assert (sensor.count, sensor.first, sensor.last) == (3, 1.0, 5.0)
+    assert (sensor.count, sensor.first, sensor.last) == (4, 1.0, 5.0)
     assert idx is not None and idx.key_type is KeyType.INDEXED and idx.count == 4
+    assert (idx.first, idx.last) == (None, None)
+
+
+def test_backend_snapshot(ts: TelescopeState) -> None:
+    ts["attr"] = "value"
+    for t in (5.0, 1.0, 3.0):
+        ts.add("sensor", t, ts=t)
+    ts.set_indexed("idx", "a", 1)
+    attr, sensor, idx, missing = _backend_call(
+        ts, "snapshot", [b"attr", b"sensor", b"idx", b"missing"]
+    )
+    assert missing is None
+    assert attr == (KeyType.IMMUTABLE, telstate.encode_value("value"))
+    assert sensor[0] is KeyType.MUTABLE
+    assert sensor[1].encoded() == [(telstate.encode_value(t), t) for t in (1.0, 3.0, 5.0)]
+    assert idx == (KeyType.INDEXED, {telstate.encode_value("a"): telstate.encode_value(1)})
