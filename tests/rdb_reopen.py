@@ -20,6 +20,8 @@ them on these backends, with that reason.
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,13 +38,20 @@ from telstate.backends.rdb import RdbBackend
 from telstate.rdb._reader import RdbIndex
 from telstate.rdb._writer import RdbEncoder
 
-__all__ = ["AioReopenedRdbBackend", "ReopenedRdbBackend", "empty_rdb"]
+__all__ = ["AioReopenedRdbBackend", "ReopenedRdbBackend", "empty_rdb", "new_file"]
 
 
 def empty_rdb() -> bytes:
     """A valid RDB file (version 9, checksummed) holding no keys."""
     encoder = RdbEncoder()
     return encoder.header() + encoder.select_db(0) + encoder.footer()
+
+
+def new_file(directory: Path) -> Path:
+    """A new empty file in `directory` (never one that an opened backend may still map)."""
+    handle, name = tempfile.mkstemp(suffix=".rdb", prefix="state-", dir=directory)
+    os.close(handle)
+    return Path(name)
 
 
 class ReopenedRdbBackend(Backend):
@@ -91,7 +100,7 @@ class ReopenedRdbBackend(Backend):
         if count == 0:
             source: bytes | Path = empty_rdb()
         else:
-            source = self._directory / f"state-{self.saves:05d}.rdb"
+            source = new_file(self._directory)
             written = telstate.TelescopeState(self.memory).save_to_file(source)
             assert written == count, f"saved {written} of {count} keys"
         backend = telstate.TelescopeState.open(source, verify_checksum=True).backend
@@ -220,7 +229,7 @@ class AioReopenedRdbBackend(AsyncBackend):
         if count == 0:
             data = empty_rdb()
         else:
-            path = self._directory / f"aio-state-{self.saves:05d}.rdb"
+            path = new_file(self._directory)
             written = await telstate.aio.TelescopeState(self.memory).save_to_file(path)
             assert written == count, f"saved {written} of {count} keys"
             data = path.read_bytes()

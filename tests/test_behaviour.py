@@ -911,6 +911,51 @@ def test_backend_stats(ts: TelescopeState) -> None:
     assert (idx.first, idx.last) == (None, None)
 
 
+def test_keys_either_side_of_the_compact_encoding_limits(ts: TelescopeState) -> None:
+    """Redis and RDB files store small keys compactly (up to 128 sensor samples, 512
+    sub-keys, 64-byte members) and bigger ones otherwise: both sizes read back alike."""
+    with ts.pipeline() as batch:
+        for n in (128, 129):
+            for i in range(n):
+                batch.add(f"s{n}", i, ts=float(i))
+        for i in range(3):
+            batch.add("long", "x" * 100 + str(i), ts=float(i))
+        for n in (512, 513):
+            for i in range(n):
+                batch.set_indexed(f"i{n}", i, i)
+        batch.set_indexed("ilong", "k", "y" * 100)
+        batch["along"] = "z" * 100
+    for n in (128, 129):
+        key = f"s{n}"
+        assert ts.get_range(key, st=0) == [(i, float(i)) for i in range(n)]
+        assert ts[key] == n - 1
+        assert ts.get_range(key, st=50.5, et=60, include_previous=True) == [
+            (i, float(i)) for i in range(50, 60)
+        ]
+        assert ts.get_range(key, st=n - 1, et=n - 1, include_end=True) == [(n - 1, n - 1.0)]
+        (stats,) = _backend_call(ts, "stats", [key.encode()])
+        assert (stats.key_type, stats.count, stats.first, stats.last) == (
+            KeyType.MUTABLE,
+            n,
+            0.0,
+            n - 1.0,
+        )
+    assert ts.get_range("long", st=1, include_previous=True) == [
+        ("x" * 100 + str(i), float(i)) for i in range(3)
+    ]
+    assert ts["long"] == "x" * 100 + "2"
+    for n in (512, 513):
+        key = f"i{n}"
+        assert ts[key] == {i: i for i in range(n)}
+        assert ts.get_indexed(key, n - 1) == n - 1
+        assert ts.get_indexed(key, n) is None
+        (stats,) = _backend_call(ts, "stats", [key.encode()])
+        assert (stats.key_type, stats.count) == (KeyType.INDEXED, n)
+    assert ts.get_indexed("ilong", "k") == "y" * 100
+    assert ts["along"] == "z" * 100
+    assert ts.keys("[is]*") == ["i512", "i513", "ilong", "s128", "s129"]
+
+
 def test_backend_snapshot(ts: TelescopeState) -> None:
     ts["attr"] = "value"
     for t in (5.0, 1.0, 3.0):
