@@ -3,6 +3,10 @@
 Written once against the sync API; the ``ts`` fixture (conftest.py) supplies
 one TelescopeState per backend.  Expected results come from the documented
 semantics (README: the key types, get_range's rules), never from running the code under test.
+
+On ``rdb`` and ``aio-rdb`` every read is answered by an RDB file of the state written so
+far, opened read-only (tests/rdb_reopen.py).  A file never changes, so tests whose subject
+is a wait woken by a later write carry the ``live`` marker and are skipped there.
 """
 
 from __future__ import annotations
