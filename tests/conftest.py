@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -15,6 +16,7 @@ from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
 from .aio_facade import EventLoopThread, SyncFacade
+from .rdb_reopen import AioReopenedRdbBackend, ReopenedRdbBackend
 from .servers import ClusterDeployment, RedisServer, SentinelDeployment
 
 
@@ -96,11 +98,17 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], telstate.Backend]] = {
     "cluster": lambda request: RedisBackend.from_url(
         request.getfixturevalue("cluster_url") + "?min_replicas=1"
     ),
+    # Writes to memory, reads from that state saved to an RDB file and opened (rdb_reopen.py)
+    "rdb": lambda request: ReopenedRdbBackend(request.getfixturevalue("tmp_path")),
 }
 
 
 async def _aio_redis(server: RedisServer) -> telstate.aio.AsyncBackend:
     return await AioRedisBackend.from_url(f"unix://{server.socket_path}")
+
+
+def _aio_rdb(directory: Path, runner: EventLoopThread) -> AioReopenedRdbBackend:
+    return runner.call(lambda: AioReopenedRdbBackend(directory))
 
 
 # ... and for the asyncio TelescopeState, driven through tests/aio_facade.py.
@@ -115,11 +123,26 @@ AIO_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, EventLoopThread], Any]]
     "aio-cluster": lambda request, runner: runner.run(
         AioRedisBackend.from_url(request.getfixturevalue("cluster_url") + "?min_replicas=1")
     ),
+    "aio-rdb": lambda request, runner: _aio_rdb(request.getfixturevalue("tmp_path"), runner),
 }
+
+# Backends whose reads come from an RDB file, which never changes: tests marked `live`
+# (their subject is a wait woken by a later write, or a live notification) cannot run there.
+FILE_BACKENDS = frozenset({"rdb", "aio-rdb"})
+
+
+def skip_live_on_file(request: pytest.FixtureRequest) -> None:
+    """Skip a ``live`` test on a backend that reads from a file, saying why."""
+    if request.param in FILE_BACKENDS and request.node.get_closest_marker("live") is not None:
+        pytest.skip(
+            f"live: on {request.param} reads come from an RDB file, which no later write "
+            "changes and no notification leaves"
+        )
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Iterator[telstate.Backend]:
+    skip_live_on_file(request)
     made = BACKENDS[request.param](request)
     try:
         yield made
@@ -136,6 +159,7 @@ def sync_ts(backend: telstate.Backend) -> telstate.TelescopeState:
 @pytest.fixture(params=sorted(BACKENDS) + sorted(AIO_BACKENDS))
 def ts(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The behaviour suite's subject: every backend, through both front ends."""
+    skip_live_on_file(request)
     if request.param in BACKENDS:
         made = BACKENDS[request.param](request)
         yield telstate.TelescopeState(made)

@@ -3,6 +3,10 @@
 Written once against the sync API; the ``ts`` fixture (conftest.py) supplies
 one TelescopeState per backend.  Expected results come from the documented
 semantics (README: the key types, get_range's rules), never from running the code under test.
+
+On ``rdb`` and ``aio-rdb`` every read is answered by an RDB file of the state written so
+far, opened read-only (tests/rdb_reopen.py).  A file never changes, so tests whose subject
+is a wait woken by a later write carry the ``live`` marker and are skipped there.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from telstate import (
     TelescopeState,
     TimeoutError,
 )
+
+from .aio_facade import SyncFacade
 
 # --------------------------------------------------------------------------- immutables
 
@@ -274,6 +280,24 @@ def _values(pairs: list[tuple[Any, float]]) -> list[Any]:
         # st > et: the range is empty but the previous sample is still found (Redis semantics)
         ({"st": 8, "et": 3, "include_previous": True}, [7]),
         ({"st": 8, "et": 3}, []),
+        # st = et: nothing in [st, et), [st, et] with include_end, the sample before st first
+        ({"st": 10, "et": 10, "include_previous": True}, [9]),
+        ({"st": 5, "et": 5, "include_previous": True, "include_end": True}, [4, 5]),
+        ({"st": 1, "et": 1, "include_previous": True}, []),
+        # et alone: st = et, and include_previous since st is None
+        ({"et": 1}, []),
+        ({"et": 1, "include_end": True}, [1]),
+        ({"et": 6.5}, [6]),
+        ({"et": 6, "include_previous": False}, []),
+        # neither: st = et = +inf
+        ({"include_previous": False}, []),
+        ({"include_end": True}, [10]),
+        # an empty range between samples
+        ({"st": 2.5, "et": 2.7}, []),
+        ({"st": 2.5, "et": 2.7, "include_previous": True}, [2]),
+        ({"st": 2.5, "et": 3, "include_end": True}, [3]),
+        ({"st": 0, "include_previous": True}, list(range(1, 11))),
+        ({"st": 3, "et": math.inf, "include_end": True}, list(range(3, 11))),
     ],
 )
 def test_get_range_semantics(
@@ -282,6 +306,18 @@ def test_get_range_semantics(
     result = sensor.get_range("s", **kwargs)
     assert _values(result) == expected
     assert all(value == stamp for value, stamp in result)
+
+
+def test_get_range_ties_at_one_timestamp(ts: TelescopeState) -> None:
+    # Samples sharing a timestamp are ordered by encoded value (ff 01 < ff 02 < ff 03 < ff 05),
+    # so "the last sample before st" and the latest value are the greatest of a tie
+    for value, stamp in ((2, 1.0), (1, 1.0), (5, 2.0), (3, 2.0)):
+        ts.add("s", value, ts=stamp)
+    assert ts["s"] == 5
+    assert ts.get_range("s") == [(5, 2.0)]
+    assert ts.get_range("s", st=2, include_previous=True) == [(2, 1.0), (3, 2.0), (5, 2.0)]
+    assert ts.get_range("s", st=1, et=1, include_end=True) == [(1, 1.0), (2, 1.0)]
+    assert ts.get_range("s", st=1.5, et=2) == []
 
 
 def test_get_range_return_encoded(sensor: TelescopeState) -> None:
@@ -402,6 +438,25 @@ def test_keys_and_filters(ts: TelescopeState) -> None:
     assert ts.keys("nothing*") == []
 
 
+def test_keys_glob_ranges_escapes_and_every_type(ts: TelescopeState) -> None:
+    # Redis globs: [a-b] ranges, [^x] negation, and a backslash making * ? [ literal
+    for key in ("a1", "b2", "c3", "x*y", "x?y", "x[y"):
+        ts[key] = 1
+    ts.add("xzy", 1.0, ts=1.0)
+    ts.set_indexed("xxy", "a", 1)
+    assert ts.keys() == ["a1", "b2", "c3", "x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys("[a-b]?") == ["a1", "b2"]
+    assert ts.keys("[^a]?") == ["b2", "c3"]
+    assert ts.keys("x?y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys(r"x\*y") == ["x*y"]
+    assert ts.keys(r"x\?y") == ["x?y"]
+    assert ts.keys(r"x\[y") == ["x[y"]
+    assert ts.keys("*y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]
+    assert ts.keys("*3") == ["c3"]
+    assert ts.keys("?") == []
+    assert ts.view("x").keys("x?y") == ["x*y", "x?y", "x[y", "xxy", "xzy"]  # full keys
+
+
 def test_delete(ts: TelescopeState) -> None:
     ts["x"] = 1
     ts.add("s", 1)
@@ -496,6 +551,60 @@ def test_view_sensor_and_range_fall_back(ts: TelescopeState) -> None:
     assert view.key_type("s") == KeyType.MUTABLE
 
 
+def test_view_reads_answer_for_the_first_candidate_that_exists(ts: TelescopeState) -> None:
+    # Only in the root: every read falls back to it
+    ts.set_indexed("idx", "a", "root")
+    ts.add("sensor", 1, ts=1.0)
+    ts["attr"] = "root"
+    view = ts.view("v")
+    assert view.key_type("idx") == KeyType.INDEXED
+    assert view.key_type("sensor") == KeyType.MUTABLE
+    assert view.key_type("attr") == KeyType.IMMUTABLE
+    assert view.exists("idx") and "sensor" in view
+    assert view.get_indexed("idx", "a") == "root"
+    assert view["sensor"] == 1
+    assert view.get_range("sensor", st=0) == [(1, 1.0)]
+    assert view.key_type("missing") is None
+    assert view.get("missing", "default") == "default"
+    # Under the view's prefix, a key of another type shadows the root's: its type decides
+    view["idx"] = "view"
+    view.set_indexed("sensor", "b", 2)
+    view.add("attr", 3, ts=3.0)
+    assert view.key_type("idx") == KeyType.IMMUTABLE
+    assert view.key_type("sensor") == KeyType.INDEXED
+    assert view.key_type("attr") == KeyType.MUTABLE
+    with pytest.raises(ImmutableKeyError):
+        view.get_indexed("idx", "a")
+    with pytest.raises(ImmutableKeyError):
+        view.get_range("sensor", st=0)
+    assert view.get_range("sensor", st=0, et=0) == []  # no sample read: no type check
+    assert view["idx"] == "view"
+    assert view["sensor"] == {"b": 2}
+    assert view["attr"] == 3
+    assert view.get_range("attr", st=0) == [(3, 3.0)]
+    # The root is unchanged
+    assert ts.get_indexed("idx", "a") == "root"
+    assert ts.get_range("sensor", st=0) == [(1, 1.0)]
+    assert ts["attr"] == "root"
+
+
+def test_stacked_views_read_the_middle_prefix(ts: TelescopeState) -> None:
+    ts.add("s", 0, ts=1.0)
+    ts.view("a").add("s", 1, ts=1.0)
+    ts.view("a").set_indexed("i", "k", "a")
+    ts.set_indexed("i", "k", "root")
+    both = ts.view("a").view("b")
+    assert both.get_range("s", st=0) == [(1, 1.0)]
+    assert both.get_indexed("i", "k") == "a"
+    assert both.key_type("s") == KeyType.MUTABLE
+    exclusive = ts.view("b", exclusive=True)
+    assert exclusive.key_type("s") is None
+    assert not exclusive.exists("s")
+    assert exclusive.get_indexed("i", "k", "none") == "none"
+    with pytest.raises(KeyError):
+        exclusive.get_range("s", st=0)
+
+
 def test_delete_through_view_removes_every_prefix(ts: TelescopeState) -> None:
     ts["x"] = 1
     view = ts.view("v")
@@ -546,6 +655,7 @@ def test_wait_key_already_there(ts: TelescopeState) -> None:
     ts.wait_key("x", lambda value, stamp: value == 1 and stamp is None)
 
 
+@pytest.mark.live
 def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
     thread = _later(lambda: ts.add("x", 5, immutable=True))
     ts.wait_key("x", timeout=10)
@@ -553,6 +663,7 @@ def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
     assert ts["x"] == 5
 
 
+@pytest.mark.live
 def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
     seen: list[tuple[Any, float | None]] = []
 
@@ -571,6 +682,7 @@ def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
     assert (4, 4.0) not in seen[:-1]
 
 
+@pytest.mark.live
 def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
     ts.add("s", 10, ts=10.0)
     # An older sample arriving late is what the condition sees, not the latest
@@ -579,6 +691,7 @@ def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
     thread.join()
 
 
+@pytest.mark.live
 def test_wait_key_through_view(ts: TelescopeState) -> None:
     view = ts.view("v")
     thread = _later(lambda: ts.add("x", 1, immutable=True))
@@ -586,6 +699,7 @@ def test_wait_key_through_view(ts: TelescopeState) -> None:
     thread.join()
 
 
+@pytest.mark.live
 def test_wait_key_indexed_condition_sees_dict(ts: TelescopeState) -> None:
     thread = _later(lambda: [ts.set_indexed("idx", i, i) for i in range(3)])
     ts.wait_key("idx", lambda value, stamp: len(value) == 3 and stamp is None, timeout=10)
@@ -615,19 +729,30 @@ def test_wait_key_cancelled(sync_ts: TelescopeState) -> None:
 def test_wait_indexed(ts: TelescopeState) -> None:
     ts.set_indexed("idx", "a", 1)
     ts.wait_indexed("idx", "a", timeout=0)
-    thread = _later(lambda: [ts.set_indexed("idx", k, 2) for k in ("b", "c")])
-    ts.wait_indexed("idx", "c", lambda value: value == 2, timeout=10)
-    thread.join()
+    ts.wait_indexed("idx", "a", lambda value: value == 1, timeout=0)
     with pytest.raises(TimeoutError):
         ts.wait_indexed("idx", "a", lambda value: value == 2, timeout=0.05)
     with pytest.raises(TimeoutError):
         ts.wait_indexed("idx", "zzz", timeout=0.05)
 
 
+@pytest.mark.live
+def test_wait_indexed_woken_by_write(ts: TelescopeState) -> None:
+    ts.set_indexed("idx", "a", 1)
+    thread = _later(lambda: [ts.set_indexed("idx", k, 2) for k in ("b", "c")])
+    ts.wait_indexed("idx", "c", lambda value: value == 2, timeout=10)
+    thread.join()
+    assert ts["idx"] == {"a": 1, "b": 2, "c": 2}
+
+
 def test_wait_indexed_on_wrong_type(ts: TelescopeState) -> None:
     ts["attr"] = 1
     with pytest.raises(ImmutableKeyError):
         ts.wait_indexed("attr", "a", timeout=1)
+
+
+@pytest.mark.live
+def test_wait_indexed_on_key_created_with_wrong_type(ts: TelescopeState) -> None:
     thread = _later(lambda: ts.add("later", 1))
     with pytest.raises(ImmutableKeyError):
         ts.wait_indexed("later", "a", timeout=10)
@@ -660,6 +785,7 @@ def test_satisfied_wait_returns_even_when_already_cancelled(sync_ts: TelescopeSt
         sync_ts.wait_indexed("idx", "b", cancel_future=future)
 
 
+@pytest.mark.live
 def test_many_waiters_each_woken(ts: TelescopeState) -> None:
     errors: list[BaseException] = []
 
@@ -737,6 +863,7 @@ def test_pipeline_bad_input_raises_before_sending(ts: TelescopeState) -> None:
     assert ts.keys() == []
 
 
+@pytest.mark.live
 def test_pipeline_wakes_waiters(ts: TelescopeState) -> None:
     def write() -> None:
         with ts.pipeline() as batch:
@@ -760,16 +887,89 @@ def test_pipeline_keeps_write_order(ts: TelescopeState) -> None:
     assert ts.get_range("k", st=0) == [(1.0, 1.0), (2.0, 2.0)]
 
 
-def test_backend_stats(sync_ts: TelescopeState) -> None:
-    sync_ts["attr"] = "value"
-    for t in (5.0, 1.0, 3.0):
-        sync_ts.add("sensor", t, ts=t)
+def _backend_call(ts: TelescopeState, method: str, *args: Any) -> Any:
+    """Call a backend method of `ts` (awaited on the event loop for the asyncio front end)."""
+    result = getattr(ts.backend, method)(*args)
+    if isinstance(ts, SyncFacade):
+        return ts.runner.run(result)
+    return result
+
+
+def test_backend_stats(ts: TelescopeState) -> None:
+    ts["attr"] = "value"
+    for t in (5.0, 1.0, 3.0, 3.0):  # the repeated sample is stored once
+        ts.add("sensor", t, ts=t)
+    ts.add("sensor", -1.0, ts=3.0)  # another value at a timestamp already used
     for i in range(4):
-        sync_ts.set_indexed("idx", i, i)
-    attr, sensor, idx, missing = sync_ts.backend.stats([b"attr", b"sensor", b"idx", b"missing"])
+        ts.set_indexed("idx", i, i)
+    attr, sensor, idx, missing = _backend_call(
+        ts, "stats", [b"attr", b"sensor", b"idx", b"missing"]
+    )
     assert missing is None
     assert attr is not None and attr.key_type is KeyType.IMMUTABLE and attr.count == 1
     assert attr.nbytes >= len(telstate.encode_value("value"))
+    assert (attr.first, attr.last) == (None, None)
     assert sensor is not None and sensor.key_type is KeyType.MUTABLE
-    assert (sensor.count, sensor.first, sensor.last) == (3, 1.0, 5.0)
+    assert (sensor.count, sensor.first, sensor.last) == (4, 1.0, 5.0)
     assert idx is not None and idx.key_type is KeyType.INDEXED and idx.count == 4
+    assert (idx.first, idx.last) == (None, None)
+
+
+def test_keys_either_side_of_the_compact_encoding_limits(ts: TelescopeState) -> None:
+    """Redis and RDB files store small keys compactly (up to 128 sensor samples, 512
+    sub-keys, 64-byte members) and bigger ones otherwise: both sizes read back alike."""
+    with ts.pipeline() as batch:
+        for n in (128, 129):
+            for i in range(n):
+                batch.add(f"s{n}", i, ts=float(i))
+        for i in range(3):
+            batch.add("long", "x" * 100 + str(i), ts=float(i))
+        for n in (512, 513):
+            for i in range(n):
+                batch.set_indexed(f"i{n}", i, i)
+        batch.set_indexed("ilong", "k", "y" * 100)
+        batch["along"] = "z" * 100
+    for n in (128, 129):
+        key = f"s{n}"
+        assert ts.get_range(key, st=0) == [(i, float(i)) for i in range(n)]
+        assert ts[key] == n - 1
+        assert ts.get_range(key, st=50.5, et=60, include_previous=True) == [
+            (i, float(i)) for i in range(50, 60)
+        ]
+        assert ts.get_range(key, st=n - 1, et=n - 1, include_end=True) == [(n - 1, n - 1.0)]
+        (stats,) = _backend_call(ts, "stats", [key.encode()])
+        assert (stats.key_type, stats.count, stats.first, stats.last) == (
+            KeyType.MUTABLE,
+            n,
+            0.0,
+            n - 1.0,
+        )
+    assert ts.get_range("long", st=1, include_previous=True) == [
+        ("x" * 100 + str(i), float(i)) for i in range(3)
+    ]
+    assert ts["long"] == "x" * 100 + "2"
+    for n in (512, 513):
+        key = f"i{n}"
+        assert ts[key] == {i: i for i in range(n)}
+        assert ts.get_indexed(key, n - 1) == n - 1
+        assert ts.get_indexed(key, n) is None
+        (stats,) = _backend_call(ts, "stats", [key.encode()])
+        assert (stats.key_type, stats.count) == (KeyType.INDEXED, n)
+    assert ts.get_indexed("ilong", "k") == "y" * 100
+    assert ts["along"] == "z" * 100
+    assert ts.keys("[is]*") == ["i512", "i513", "ilong", "s128", "s129"]
+
+
+def test_backend_snapshot(ts: TelescopeState) -> None:
+    ts["attr"] = "value"
+    for t in (5.0, 1.0, 3.0):
+        ts.add("sensor", t, ts=t)
+    ts.set_indexed("idx", "a", 1)
+    attr, sensor, idx, missing = _backend_call(
+        ts, "snapshot", [b"attr", b"sensor", b"idx", b"missing"]
+    )
+    assert missing is None
+    assert attr == (KeyType.IMMUTABLE, telstate.encode_value("value"))
+    assert sensor[0] is KeyType.MUTABLE
+    assert sensor[1].encoded() == [(telstate.encode_value(t), t) for t in (1.0, 3.0, 5.0)]
+    assert idx == (KeyType.INDEXED, {telstate.encode_value("a"): telstate.encode_value(1)})

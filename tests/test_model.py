@@ -7,6 +7,11 @@ through several views), and checks after every step that both returned the
 same value or raised the same type of exception.  Invariants check that the
 two databases hold the same keys with the same types and contents.
 
+The same machine also runs the memory backend against an RDB file of the same writes
+(tests/rdb_reopen.py: writes go to a memory backend, every read is answered by the
+read-only RDB backend opened on that state, saved anew after each write), so the lazy
+RDB reader is held to the memory backend's read rules.
+
 The key, sub-key, value and timestamp alphabets are small on purpose, so that
 keys collide across types and views, immutables are re-set, samples repeat
 and time-range bounds fall on, between and around samples.  For a longer hunt::
@@ -20,6 +25,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +48,10 @@ from telstate import (
     MemoryBackend,
     TelescopeState,
 )
+from telstate.backends.base import Backend
 from telstate.backends.redis import RedisBackend
 
+from .rdb_reopen import ReopenedRdbBackend
 from .servers import RedisServer
 
 NAN = math.nan
@@ -219,22 +227,26 @@ def dump(ts: TelescopeState) -> dict[str, Any]:
 class BackendsAgree(RuleBasedStateMachine):
     """Same operations on both backends; same answers expected."""
 
-    def __init__(self, make_backend: Callable[[], RedisBackend]) -> None:
+    def __init__(self, make_backend: Callable[[], Backend], name: str = "redis") -> None:
         super().__init__()
         memory = TelescopeState(MemoryBackend())
-        self.redis_backend = make_backend()
-        on_redis = TelescopeState(self.redis_backend)
-        self.sides = {name: (make(memory), make(on_redis)) for name, make in VIEWS.items()}
+        self.other_backend = make_backend()
+        self.other_name = name
+        other = TelescopeState(self.other_backend)
+        self.sides = {view: (make(memory), make(other)) for view, make in VIEWS.items()}
 
     def teardown(self) -> None:
-        self.redis_backend.release()  # telstate's connections (not the test's client)
+        if isinstance(self.other_backend, RedisBackend):
+            self.other_backend.release()  # telstate's connections (not the test's client)
+        else:
+            self.other_backend.close()
 
     def both(self, view: str, call: Callable[[TelescopeState], Any]) -> Outcome:
         """Run `call` on the view of each backend and check the outcomes agree."""
-        memory, on_redis = self.sides[view]
+        memory, other = self.sides[view]
         expected = Outcome(lambda: call(memory))
-        got = Outcome(lambda: call(on_redis))
-        assert got == expected, f"on {view!r}: redis {got!r}, memory {expected!r}"
+        got = Outcome(lambda: call(other))
+        assert got == expected, f"on {view!r}: {self.other_name} {got!r}, memory {expected!r}"
         return expected
 
     # -- writes
@@ -417,6 +429,13 @@ def test_memory_and_cluster_agree(cluster_deployment: Any) -> None:
         return RedisBackend.from_url(cluster_deployment.url)
 
     run_state_machine_as_test(lambda: BackendsAgree(fresh), settings=CLUSTER_SETTINGS)
+
+
+def test_memory_and_rdb_file_agree(tmp_path: Path) -> None:
+    """Reads of an RDB file of the same writes: the lazy RDB backend's read rules."""
+    run_state_machine_as_test(
+        lambda: BackendsAgree(lambda: ReopenedRdbBackend(tmp_path), "rdb"), settings=SETTINGS
+    )
 
 
 # --------------------------------------------------------------------------- regressions
