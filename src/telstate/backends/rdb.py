@@ -184,9 +184,9 @@ class RdbFileInfo:
         ``'REDIS'`` or ``'VALKEY'`` (Valkey 9 and later).
     version : int
         RDB format version.
-    aux : dict of bytes to bytes
+    aux : dict[bytes, bytes]
         The file's AUX fields (``redis-ver``, ``ctime``, ``used-mem``...), in file order.
-    skipped : dict of str to int
+    skipped : dict[str, int]
         Keys of other Redis types (lists, sets, streams, module values), counted by type.
     """
 
@@ -197,6 +197,6 @@ class RdbFileInfo:
 
     @property
     def format(self) -> str:
-        """The first bytes of the file: ``REDIS0009``, ``VALKEY080``."""
+        """The magic and version the file starts with (``REDIS0009``, ``VALKEY080``)."""
         digits = 4 if self.magic == "REDIS" else 3
         return f"{self.magic}{self.version:0{digits}d}"
