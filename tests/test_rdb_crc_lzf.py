@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from telstate.rdb import _crc64
 from telstate.rdb._crc64 import crc64
-from telstate.rdb._lzf import lzf_compress, lzf_decompress
+from telstate.rdb._lzf import lzf_decompress
 
+from .lzf_encoder import lzf_compress
 from .servers import RedisServer
 
 POLY_REFLECTED = 0x95AC9329AC4BC9B5  # 0xad93d23594c935a9 bit-reversed

@@ -59,11 +59,11 @@ def test_get_plan_found_each_type() -> None:
     found, (batch,) = drive(proto.get_plan([b"a", b"b"]), [[1, 1, b"imm"]])
     assert list(batch.commands) == [Script("get", [b"a", b"b"])]
     assert not batch.writes
-    assert found == (1, KeyType.IMMUTABLE, b"imm", None)
+    assert found == (KeyType.IMMUTABLE, b"imm", None)
     found, _ = drive(proto.get_plan([b"s"]), [[0, 2, member(12.5, b"v")]])
-    assert found == (0, KeyType.MUTABLE, b"v", 12.5)
+    assert found == (KeyType.MUTABLE, b"v", 12.5)
     found, _ = drive(proto.get_plan([b"i"]), [[0, 3, [b"f1", b"v1", b"f2", b"v2"]]])
-    assert found == (0, KeyType.INDEXED, {b"f1": b"v1", b"f2": b"v2"}, None)
+    assert found == (KeyType.INDEXED, {b"f1": b"v1", b"f2": b"v2"}, None)
 
 
 def test_get_plan_absent() -> None:
@@ -486,7 +486,7 @@ def test_cluster_get_one_command_per_candidate_lowest_priority_first() -> None:
     # the higher-priority candidates, each in a slot of its own: one EXISTS per slot
     assert list(recheck.commands) == [("EXISTS", K1), ("EXISTS", K2)]
     assert not read.writes and not recheck.writes
-    assert result == (2, KeyType.IMMUTABLE, b"t", None)  # the index in the view's keys
+    assert result == (KeyType.IMMUTABLE, b"t", None)
 
 
 def test_cluster_get_highest_priority_hit_wins() -> None:
@@ -496,7 +496,7 @@ def test_cluster_get_highest_priority_hit_wins() -> None:
         [[0, 2, member(5.0, b"low")], [0, 3, [b"f", b"v"]], None],
         [0],
     )
-    assert result == (1, KeyType.INDEXED, {b"f": b"v"}, None)
+    assert result == (KeyType.INDEXED, {b"f": b"v"}, None)
     assert list(batches[1].commands) == [("EXISTS", K1)]  # only what comes before the winner
 
 
@@ -505,14 +505,14 @@ def test_cluster_get_no_recheck_when_the_winner_is_the_first_candidate() -> None
         proto.get_plan([K1, TARGET], cluster=True), [[0, 1, b"low"], [0, 2, member(1.0, b"hi")]]
     )
     assert list(batch.commands) == [get(TARGET), get(K1)]
-    assert result == (0, KeyType.MUTABLE, b"hi", 1.0)
+    assert result == (KeyType.MUTABLE, b"hi", 1.0)
 
 
 def test_cluster_get_no_recheck_when_earlier_candidates_share_the_winners_slot() -> None:
     # read after the winner on the same node: seen absent after it, nothing to check
     result, (batch,) = drive(proto.get_plan([SAME_1, SAME_2], cluster=True), [[0, 1, b"v"], None])
     assert list(batch.commands) == [get(SAME_2), get(SAME_1)]
-    assert result == (1, KeyType.IMMUTABLE, b"v", None)
+    assert result == (KeyType.IMMUTABLE, b"v", None)
 
 
 def test_cluster_get_rechecks_only_other_slots_grouped_by_slot() -> None:
@@ -521,14 +521,14 @@ def test_cluster_get_rechecks_only_other_slots_grouped_by_slot() -> None:
         proto.get_plan(keys, cluster=True), [[0, 1, b"v"], None, None], [0]
     )
     assert list(recheck.commands) == [("EXISTS", K1)]
-    assert result == (2, KeyType.IMMUTABLE, b"v", None)
+    assert result == (KeyType.IMMUTABLE, b"v", None)
     keys = [SAME_1, K1, SAME_2, TARGET]
     result, (read, recheck) = drive(
         proto.get_plan(keys, cluster=True), [[0, 1, b"v"], None, None, None], [0, 0]
     )
     assert list(read.commands) == [get(TARGET), get(SAME_2), get(K1), get(SAME_1)]
     assert list(recheck.commands) == [("EXISTS", SAME_1, SAME_2), ("EXISTS", K1)]
-    assert result == (3, KeyType.IMMUTABLE, b"v", None)
+    assert result == (KeyType.IMMUTABLE, b"v", None)
 
 
 def test_cluster_get_recheck_that_finds_a_key_reads_the_view_again() -> None:
@@ -543,7 +543,7 @@ def test_cluster_get_recheck_that_finds_a_key_reads_the_view_again() -> None:
     assert [len(batch.commands) for batch in batches] == [3, 2, 3, 1]
     assert batches[2].commands == batches[0].commands
     assert list(batches[3].commands) == [("EXISTS", K1)]
-    assert result == (1, KeyType.IMMUTABLE, b"two", None)
+    assert result == (KeyType.IMMUTABLE, b"two", None)
 
 
 def test_cluster_get_absent_everywhere() -> None:
@@ -554,17 +554,17 @@ def test_cluster_get_absent_everywhere() -> None:
 def test_cluster_get_single_key_is_one_script() -> None:
     result, (batch,) = drive(proto.get_plan([K1], cluster=True), [[0, 1, b"v"]])
     assert list(batch.commands) == [get(K1)]
-    assert result == (0, KeyType.IMMUTABLE, b"v", None)
+    assert result == (KeyType.IMMUTABLE, b"v", None)
 
 
 def test_cluster_get_error_of_a_lower_priority_candidate_is_ignored() -> None:
     wrongtype = err(WRONGTYPE)
     result, batches = drive(proto.get_plan([K1, TARGET], cluster=True), [wrongtype, [0, 1, b"v"]])
-    assert result == (0, KeyType.IMMUTABLE, b"v", None) and len(batches) == 1
+    assert result == (KeyType.IMMUTABLE, b"v", None) and len(batches) == 1
     # even a refusal: a single server would have answered with the first candidate
     noperm = err("NOPERM no permissions to access a key")
     result, _ = drive(proto.get_plan([K1, TARGET], cluster=True), [noperm, [0, 1, b"v"]])
-    assert result == (0, KeyType.IMMUTABLE, b"v", None)
+    assert result == (KeyType.IMMUTABLE, b"v", None)
 
 
 def test_cluster_get_error_of_the_winner_is_raised_after_the_recheck() -> None:
@@ -579,7 +579,7 @@ def test_cluster_get_error_of_the_winner_is_raised_after_the_recheck() -> None:
         [1],
         [wrongtype, [0, 1, b"first"]],
     )
-    assert result == (0, KeyType.IMMUTABLE, b"first", None) and len(batches) == 3
+    assert result == (KeyType.IMMUTABLE, b"first", None) and len(batches) == 3
     with pytest.raises(TelstateError, match="refused access"):
         drive(proto.get_plan([K1, TARGET], cluster=True), [[0, 1, b"v"], None], [err("NOPERM no")])
 

@@ -30,10 +30,9 @@ from ._errors import (
     UnconfirmedWriteError,
 )
 from ._keys import KeyType
+from ._version import __version__
 from .backends import Backend, MemoryBackend
 from .client import TelescopeState
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ALLOWED_ENCODINGS",

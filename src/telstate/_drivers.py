@@ -23,8 +23,7 @@ from ._errors import CancelledError, TimeoutError
 from ._plans import Emit, InThread, NextUpdate, Plan, Request, Subscribe
 
 if TYPE_CHECKING:
-    from .aio.backend import AsyncBackend, AsyncSubscription
-    from .backends.base import Backend, Subscription
+    from .backends.base import AsyncBackend, AsyncSubscription, Backend, Subscription
 
 __all__ = ["AsyncDriver", "Driver", "wait_timed_out"]
 

@@ -168,7 +168,7 @@ def decode_payload(payload: bytes | dict[bytes, bytes]) -> Any:
 
 def decode_found(found: Found, return_encoded: bool) -> Any:
     """The value :meth:`get` returns for what the backend found."""
-    payload = found[2]
+    payload = found[1]
     if return_encoded:
         return payload
     return decode_payload(payload)

@@ -228,7 +228,7 @@ def _key_holds(found: Found | None, condition: KeyCondition | None) -> bool:
         return False
     if condition is None:
         return True
-    return condition(decode_payload(found[2]), found[3])
+    return condition(decode_payload(found[1]), found[2])
 
 
 def wait_key(keys: Sequence[bytes], condition: KeyCondition | None) -> Plan[None]:
@@ -310,7 +310,7 @@ def watch(key: bytes, initial: bool) -> Plan[None]:
     read_ahead: set[tuple[float, bytes]] = set()
     found = yield from ask(Get(keys))
     if found is not None:
-        kind, payload, stamp = found[1], found[2], found[3]
+        kind, payload, stamp = found
         last_ts = stamp
         if isinstance(payload, dict):
             seen.update(payload)
@@ -342,7 +342,7 @@ def watch(key: bytes, initial: bool) -> Plan[None]:
         found = yield from ask(Get(keys))
         if found is None:
             continue
-        if found[1] is KeyType.MUTABLE:
+        if found[0] is KeyType.MUTABLE:
             since = resolve_range(last_ts if last_ts is not None else 0.0, None, False, False)
             batch = yield from ask(GetRange(keys, since))
             for raw, stamp in batch.encoded() if batch is not None else []:
@@ -350,8 +350,8 @@ def watch(key: bytes, initial: bool) -> Plan[None]:
                     last_ts = stamp
                     read_ahead.add((stamp, raw))
                     yield Emit((decode_value(raw), stamp))
-        elif isinstance(found[2], dict):
-            for sub_key, value in found[2].items():
+        elif isinstance(found[1], dict):
+            for sub_key, value in found[1].items():
                 if sub_key not in seen:
                     seen.add(sub_key)
                     yield Emit(({decode_value(sub_key): decode_value(value)}, None))

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._keys import KeyType
-from ._ranges import pack_timestamp, split_member
+from ._ranges import split_member
 
-__all__ = ["CHANNEL_PREFIX", "KeyUpdate", "Recheck", "decode_update", "encode_update"]
+__all__ = ["CHANNEL_PREFIX", "KeyUpdate", "Recheck", "decode_update"]
 
 CHANNEL_PREFIX = b"update/"
 
@@ -40,17 +40,6 @@ class KeyUpdate:
 @dataclass(frozen=True, slots=True)
 class Recheck:
     """Updates may have been missed (e.g. a reconnection): read the key again."""
-
-
-def encode_update(update: KeyUpdate) -> bytes:
-    """Pub/sub payload of `update`, as katsdptelstate 1.0 writes it."""
-    if update.key_type is KeyType.IMMUTABLE:
-        return update.value
-    if update.key_type is KeyType.MUTABLE:
-        assert update.timestamp is not None
-        return pack_timestamp(update.timestamp) + update.value
-    assert update.sub_key is not None
-    return b"\x03%d\n" % len(update.sub_key) + update.sub_key + update.value
 
 
 def decode_update(key: bytes, payload: bytes, key_type: KeyType | None) -> KeyUpdate:

@@ -32,6 +32,7 @@ from ._ranges import resolve_range
 from ._samples import decode_batch
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
+from .backends.rdb import RdbBackend
 from .endpoint import Endpoint, endpoint_parser
 from .rdb import RDBWriter
 from .rdb._reader import RdbIndex
@@ -110,8 +111,6 @@ class TelescopeState(TelescopeStateBase[Backend]):
         RdbParseError
             If the file is not a valid RDB file.
         """
-        from .backends.rdb import RdbBackend
-
         return cls(RdbBackend(source, verify_checksum=verify_checksum))
 
     def load_from_file(self, file: RdbSource) -> int:
@@ -183,7 +182,7 @@ class TelescopeState(TelescopeStateBase[Backend]):
         found = self._backend.get(self._full_keys(key))
         if found is None:
             raise KeyError(f"{display_str(key)} not found")
-        payload = found[2]
+        payload = found[1]
         if type(payload) is bytes:
             return decode_value(payload)
         return decode_found(found, False)
@@ -513,6 +512,7 @@ class Pipeline(PipelineBase):
 
 def _redis_backend(endpoint: str | Endpoint, db: int) -> Backend:
     """Backend for a Redis server given as a URL, ``host[:port]`` or an Endpoint."""
+    # Imported here: redis-py and the transport (~50 ms) are for Redis users only.
     from .backends.redis import RedisBackend
 
     if isinstance(endpoint, str) and "://" in endpoint:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _deadline
+from .._errors import TimeoutError
 from . import rules
 from .config import ServerConfig
 from .errors import RedisConnectionError
@@ -82,8 +83,6 @@ def subscribed(item: Item | None, where: str, timed_out: bool) -> None:
         return
     if item is None:
         if timed_out:
-            from .._errors import TimeoutError
-
             raise TimeoutError(f"gave up at the deadline: no SUBSCRIBE confirmed by {where}")
         raise RedisConnectionError(f"redis server at {where} did not confirm SUBSCRIBE")
     if isinstance(item, Refusal):

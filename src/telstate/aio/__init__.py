@@ -34,11 +34,12 @@ from .._logic import (
 from .._plans import IndexedCondition, KeyCondition
 from .._ranges import resolve_range
 from .._samples import decode_batch
+from .._save import RDBWriter as _SyncRDBWriter
 from ..rdb._reader import RdbIndex
-from ..rdb._save import RDBWriter as _SyncRDBWriter
 from ..rdb._source import RdbSource, read_source
 from .backend import AsyncBackend
 from .memory import MemoryBackend
+from .rdb import RdbBackend
 
 __all__ = ["AsyncBackend", "MemoryBackend", "Pipeline", "RDBWriter", "TelescopeState"]
 
@@ -74,8 +75,6 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         Indexing runs in a worker thread; reading keys afterwards decodes them in
         the event loop (each key once).
         """
-        from .rdb import RdbBackend
-
         backend = await asyncio.to_thread(RdbBackend, source, verify_checksum)
         return cls(backend)
 
@@ -383,7 +382,7 @@ def _async_backend_of(
         return client.backend, None
     if isinstance(client, AsyncBackend):
         return client, None
-    # Imported here: only a redis-py client needs redis-py (see telstate.rdb._save).
+    # Imported here: only a redis-py client needs redis-py (see telstate._save).
     import redis.asyncio
 
     if isinstance(client, redis.asyncio.Redis):

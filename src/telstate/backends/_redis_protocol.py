@@ -34,6 +34,7 @@ from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
+from ..rdb._crc64 import crc64
 from .base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 
 if TYPE_CHECKING:
@@ -201,15 +202,15 @@ def parse_found(reply: Any) -> Found | None:
     """Reply of the ``get`` script as a :data:`Found`."""
     if not reply:
         return None
-    index, code, payload = reply
+    _, code, payload = reply  # the index of the key found: a view read knows it already
     key_type = KeyType(code)
     if key_type is KeyType.IMMUTABLE:
-        return index, key_type, payload, None
+        return key_type, payload, None
     if key_type is KeyType.MUTABLE:
         value, ts = split_member(payload)
-        return index, key_type, value, ts
+        return key_type, value, ts
     fields = iter(payload)
-    return index, key_type, dict(zip(fields, fields, strict=True)), None
+    return key_type, dict(zip(fields, fields, strict=True)), None
 
 
 def parse_get_indexed(reply: Any) -> tuple[int, bytes | None] | None:
@@ -370,8 +371,6 @@ def restore_payload(index: RdbIndex, key: bytes) -> bytes:
     DUMP format: type byte, value, RDB version (2 bytes little-endian), CRC-64 of
     all that (8 bytes little-endian).
     """
-    from ..rdb._crc64 import crc64
-
     entry = index.entries[key]
     version = index.version.to_bytes(2, "little")
     body = bytes([entry.rdb_type]) + bytes(index.raw_value(key)) + version
@@ -530,10 +529,7 @@ def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]
         lambda key: Script("get", [key]),
         lambda key, reply: _error_or(reply, key, parse_found),
     )
-    if best is None:
-        return None
-    index, found = best
-    return index, found[1], found[2], found[3]
+    return None if best is None else best[1]
 
 
 def key_type_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[KeyType | None]:
@@ -683,11 +679,11 @@ def snapshot_plan(keys: Sequence[bytes]) -> Plan[list[Snapshot | None]]:
         found = yield from get_plan([key])
         if found is None:
             result.append(None)
-        elif found[1] is KeyType.MUTABLE:
+        elif found[0] is KeyType.MUTABLE:
             batch = yield from get_range_plan([key], ALL_SAMPLES)
             result.append(None if batch is None else (KeyType.MUTABLE, batch))
         else:
-            result.append((found[1], found[2]))
+            result.append((found[0], found[1]))
     return result
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ImmutableKeyError
@@ -30,17 +31,27 @@ from .._updates import KeyUpdate, Recheck
 if TYPE_CHECKING:
     from ..rdb._reader import RdbIndex
 
-__all__ = ["ALL_SAMPLES", "Backend", "Found", "KeyStats", "Snapshot", "Subscription", "Write"]
+__all__ = [
+    "ALL_SAMPLES",
+    "AsyncBackend",
+    "AsyncSubscription",
+    "Backend",
+    "Found",
+    "KeyStats",
+    "Snapshot",
+    "Subscription",
+    "Write",
+]
 
 #: A key's whole content (immutable bytes, every sample of a sensor, an indexed key's dict).
 Snapshot = tuple[KeyType, "bytes | SampleBatch | dict[bytes, bytes]"]
 #: The query for every sample of a sensor.
 ALL_SAMPLES = resolve_range(0.0, None, False, False)
 
-#: What a read finds, as (index of the candidate key, its type, payload, timestamp).
-#: The payload is the value (immutable), the latest value (sensor, with its
+#: What a read finds, as (type, payload, timestamp) of the first candidate key that
+#: exists.  The payload is the value (immutable), the latest value (sensor, with its
 #: timestamp) or a dict of encoded sub-key to encoded value (indexed).
-Found = tuple[int, KeyType, bytes | dict[bytes, bytes], float | None]
+Found = tuple[KeyType, bytes | dict[bytes, bytes], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +225,114 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional for backends without resources)
         """Release resources (connections); the backend is unusable afterwards."""
+
+
+# --------------------------------------------------------------------------- asyncio
+#
+# The same contract for asyncio (``telstate.aio.AsyncBackend``): same vocabulary and
+# semantics, each method a coroutine.  Backends are closed with ``close()`` then
+# ``await wait_closed()``, or used as an async context manager.
+
+
+class AsyncSubscription(ABC):
+    """Updates to a set of keys, from the moment of subscribing until closed."""
+
+    @abstractmethod
+    async def get(self) -> KeyUpdate | Recheck:
+        """Next update, or :class:`.Recheck` if updates may have been lost (waits as needed)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop receiving updates."""
+
+
+class AsyncBackend(ABC):
+    """Storage for a telescope state (asyncio).
+
+    Attributes
+    ----------
+    supports_dump
+        As for :class:`telstate.backends.Backend`.
+    """
+
+    @property
+    def supports_dump(self) -> bool:
+        return False
+
+    @abstractmethod
+    async def get(self, keys: Sequence[bytes]) -> Found | None: ...
+
+    @abstractmethod
+    async def key_type(self, keys: Sequence[bytes]) -> KeyType | None: ...
+
+    @abstractmethod
+    async def exists(self, keys: Sequence[bytes]) -> bool: ...
+
+    @abstractmethod
+    async def keys(self, pattern: bytes) -> list[bytes]: ...
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[bytes]) -> None: ...
+
+    @abstractmethod
+    async def clear(self) -> None: ...
+
+    @abstractmethod
+    async def set_immutable(self, key: bytes, value: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    async def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None: ...
+
+    @abstractmethod
+    async def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    async def get_indexed(
+        self, keys: Sequence[bytes], sub_key: bytes
+    ) -> tuple[int, bytes | None] | None: ...
+
+    @abstractmethod
+    async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None: ...
+
+    @abstractmethod
+    async def write_batch(
+        self, writes: Sequence[Write]
+    ) -> list[bytes | ImmutableKeyError | None]: ...
+
+    @abstractmethod
+    async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]: ...
+
+    @abstractmethod
+    async def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]: ...
+
+    async def write(self, write: Write) -> bytes | None:
+        """One write, by the method of its type (see ``Write.to``)."""
+        return await write.to(self)  # type: ignore[no-any-return]
+
+    async def dumps(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Redis ``DUMP`` payloads of `keys`; only if :attr:`supports_dump`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot DUMP keys")
+
+    @abstractmethod
+    async def load_new_keys(self, index: RdbIndex) -> list[bytes]: ...
+
+    @abstractmethod
+    async def subscribe(self, keys: Sequence[bytes]) -> AsyncSubscription: ...
+
+    def close(self) -> None:  # noqa: B027  (optional for backends without resources)
+        """Start closing (connections, background tasks)."""
+
+    async def wait_closed(self) -> None:  # noqa: B027
+        """Finish closing."""
+
+    async def __aenter__(self) -> AsyncBackend:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()

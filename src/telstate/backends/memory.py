@@ -52,15 +52,15 @@ def _type_of(value: _Value) -> KeyType:
 Sink = Callable[[KeyUpdate], None]
 
 
-def found(index: int, value: _Value) -> Found:
+def found(value: _Value) -> Found:
     """What ``get`` answers for a stored value (a copy where the value is mutable)."""
     if type(value) is bytes:  # the common case first
-        return index, KeyType.IMMUTABLE, value, None
+        return KeyType.IMMUTABLE, value, None
     if type(value) is SampleStore:
         latest, ts = value.latest()
-        return index, KeyType.MUTABLE, latest, ts
+        return KeyType.MUTABLE, latest, ts
     assert isinstance(value, dict)
-    return index, KeyType.INDEXED, dict(value), None
+    return KeyType.INDEXED, dict(value), None
 
 
 def _stats(value: _Value) -> KeyStats:
@@ -108,10 +108,10 @@ class HeldValues(Backend):
 
     def get(self, keys: Sequence[bytes]) -> Found | None:
         with self._lock:
-            for i, key in enumerate(keys):
+            for key in keys:
                 value = self._lookup(key)
                 if value is not None:
-                    return found(i, value)
+                    return found(value)
         return None
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:

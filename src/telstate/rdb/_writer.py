@@ -80,6 +80,7 @@ import numpy as np
 
 from .._ranges import pack_timestamp
 from .._samples import SampleBatch
+from .._version import __version__
 from . import _format as F
 from ._crc64 import crc64
 
@@ -497,7 +498,6 @@ class RdbEncoder:
         aux
             More AUX fields, after the standard ones (readers ignore unknown ones).
         """
-        from .. import __version__  # here: the package imports this module while loading
 
         if ctime is None:
             ctime = int(time.time())

@@ -1,4 +1,7 @@
-"""Saving a telescope state to an RDB file (the I/O around :mod:`._writer`).
+"""Saving a telescope state to an RDB file: :class:`telstate.rdb.RDBWriter`.
+
+The file format is :mod:`telstate.rdb`'s (its encoder, ``_writer``); this module
+is the I/O around it, above the backends whose data it saves.
 
 Where the data comes from decides how it is read:
 
@@ -9,7 +12,7 @@ Where the data comes from decides how it is read:
   written again as ziplists or plain sets, so the file loads into
   katsdptelstate 1.0 and into Redis >= 4 (with version 8) whatever wrote it;
 * any other backend (memory, an RDB file, fakeredis): its snapshot of each key,
-  encoded by :class:`~._writer.RdbEncoder` (sensors in bulk with numpy).
+  encoded by ``RdbEncoder`` (sensors in bulk with numpy).
 
 Keys are written under database 0, without expiry.
 """
@@ -24,15 +27,15 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import IO, Any
 
-from .. import _plans as plans
-from .._drivers import Driver
-from .._keys import KeyType, display_str, ensure_bytes
-from .._logic import TelescopeStateBase
-from .._samples import SampleBatch
-from ..backends.base import Backend, Snapshot
-from . import _format as F
-from ._reader import RdbIndex
-from ._writer import RdbEncoder, encode_string
+from . import _plans as plans
+from ._drivers import Driver
+from ._keys import KeyType, display_str, ensure_bytes
+from ._logic import TelescopeStateBase
+from ._samples import SampleBatch
+from .backends.base import Backend, Snapshot
+from .rdb import _format as F
+from .rdb._reader import RdbIndex
+from .rdb._writer import RdbEncoder, encode_string
 
 __all__ = ["RDBWriter"]
 
@@ -229,7 +232,7 @@ def _backend_of(client: Any) -> tuple[Backend, Callable[[], None] | None]:
     # would otherwise add ~50 ms to every ``import telstate``.
     import redis
 
-    from ..backends.redis import RedisBackend
+    from .backends.redis import RedisBackend
 
     if isinstance(client, redis.Redis):
         backend = RedisBackend(client)
