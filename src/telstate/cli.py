@@ -429,6 +429,12 @@ def _watch(args: argparse.Namespace) -> int:
     return watch(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .web import serve
+
+    return serve(args)
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -552,6 +558,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     watch.add_argument(
         "--no-initial", dest="initial", action="store_false", help="skip the keys' current values"
     )
+
+    serve = command("serve", _serve, "browse a telescope state in a web browser (live on Redis)")
+    serve.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
+    serve.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, this machine only)")
+    serve.add_argument("--view", metavar="NAME", action="append", help=_VIEW_HELP)
 
     demo = command(
         "demo", _demo, "build a synthetic MeerKAT-like telescope state in memory and summarise it"
