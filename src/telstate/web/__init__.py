@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import sys
@@ -87,16 +88,16 @@ def serve(args: argparse.Namespace) -> int:
         allowed = None
         if args.host is None:
             allowed = frozenset(f"{name}:{port}" for name in (_LOOPBACK, "localhost"))
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the normal end
             asyncio.run(_run(site, sock, f"http://{shown}:{port}/", allowed))
-        except KeyboardInterrupt:
-            pass
     finally:
         source.close()
     return 0
 
 
-async def _run(site: object, sock: socket.socket, address: str, allowed: frozenset[str] | None) -> None:
+async def _run(
+    site: object, sock: socket.socket, address: str, allowed: frozenset[str] | None
+) -> None:
     from aiohttp import web
 
     from ._server import Site, make_app

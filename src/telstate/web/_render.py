@@ -50,7 +50,7 @@ class _Budget:
 
 def render_text(shown: str, limit: int = MAX_TEXT) -> dict[str, Any]:
     """A scalar node of `shown`, cut at `limit` characters."""
-    node: dict[str, Any] = {"t": "scalar", "text": shown[:limit]}
+    node = {"t": "scalar", "text": shown[:limit]}
     if len(shown) > limit:
         node["more"] = len(shown) - limit
     return node
@@ -71,9 +71,14 @@ def render(value: Any, budget: int = MAX_NODES) -> dict[str, Any]:
 
 def _render(value: Any, budget: _Budget) -> dict[str, Any]:
     budget.left -= 1
+    node: dict[str, Any]
     if isinstance(value, np.ndarray):
         full = _array_text(value)
-        node = {"t": "array", "summary": text.array_summary(value), "full": full[:MAX_ARRAY_TEXT]}
+        node = {
+            "t": "array",
+            "summary": text.array_summary(value),
+            "full": full[:MAX_ARRAY_TEXT],
+        }
         if len(full) > MAX_ARRAY_TEXT:
             node["more"] = len(full) - MAX_ARRAY_TEXT
         return node

@@ -173,7 +173,9 @@ class Site:
         if self._listing is not None:
             return self._listing
         names = self._names()
-        stats = self.ts.backend.stats([full.encode("utf-8", "surrogateescape") for full in names.values()])
+        stats = self.ts.backend.stats(
+            [full.encode("utf-8", "surrogateescape") for full in names.values()]
+        )
         config = None
         if "sdp_config" in names.values() and self.ts.key_type("sdp_config") is KeyType.IMMUTABLE:
             with contextlib.suppress(TelstateError, ValueError):
@@ -186,7 +188,11 @@ class Site:
     def keys_json(self, pattern: str) -> dict[str, Any]:
         names, stats, config = self._read_listing()
         rows = make_rows(names, stats, config, pattern)
-        return {"total": sum(s is not None for s in stats), "shown": len(rows), "groups": group_rows(rows)}
+        return {
+            "total": sum(s is not None for s in stats),
+            "shown": len(rows),
+            "groups": group_rows(rows),
+        }
 
     def _kind(self, key: str) -> KeyType:
         kind = self.ts.key_type(key)
@@ -216,7 +222,9 @@ class Site:
                 value, stamp = samples[-1]
                 result["value"] = render(value)
                 result["time"] = text.utc(stamp)
-                result["numeric"] = bool(isinstance(value, int | float) and not isinstance(value, bool))
+                result["numeric"] = bool(
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                )
         return result
 
     def _sensor_arrays(self, key: str, span: Window) -> Arrays:
@@ -334,7 +342,13 @@ def _api(func: Callable[[Site, web.Request], Awaitable[web.StreamResponse]]) -> 
 
 @_api
 async def _info(site: Site, request: web.Request) -> web.StreamResponse:
-    return _json({"label": text.printable(site.label), "live": site.live_url is not None, "status": site.status})
+    return _json(
+        {
+            "label": text.printable(site.label),
+            "live": site.live_url is not None,
+            "status": site.status,
+        }
+    )
 
 
 @_api

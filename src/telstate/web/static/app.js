@@ -196,6 +196,15 @@
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
   const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
 
+  // UTC tick labels: HH:MM:SS within a day, with the date on wider spans
+  function timeLabels(u, splits) {
+    const span = (u.scales.x.max || 0) - (u.scales.x.min || 0);
+    return splits.map((v) => {
+      const text = new Date(v * 1e3).toISOString();
+      return span > 86400 ? `${text.slice(5, 10)} ${text.slice(11, 16)}` : span > 5 ? text.slice(11, 19) : text.slice(11, 23);
+    });
+  }
+
   function destroyCharts() {
     for (const chart of state.charts) chart.destroy();
     state.charts = [];
@@ -292,7 +301,7 @@
       opts.series = [{ label: "time (UTC)" }, ...group.map((p, i) => ({
         label: p.name, stroke: COLORS[(payloads.indexOf(p)) % COLORS.length], width: 1, spanGaps: false, points: { show: false },
       }))];
-      opts.axes = [{}, { size: 70 }];
+      opts.axes = [{ values: timeLabels }, { size: 70 }];
       const holder = el("div", { class: "plot", dataset: { kind: "numeric", ids: group.map((p) => p.id).join(" "), points: String(group.reduce((n, p) => n + p.t.length, 0)) } });
       box.append(holder);
       state.charts.push(new uPlot(opts, data, holder));
@@ -318,7 +327,7 @@
     const times = absolute(p);
     const opts = baseOptions(p.name, 90);
     opts.series = [{ label: "time (UTC)" }, { label: "state", show: false }];
-    opts.axes = [{}, { show: false }];
+    opts.axes = [{ values: timeLabels }, { show: false }];
     opts.scales.y = { auto: false, range: [0, 1] };
     opts.legend = { show: false };
     opts.hooks.draw = [(u) => {
