@@ -50,7 +50,7 @@ class _Budget:
 
 def render_text(shown: str, limit: int = MAX_TEXT) -> dict[str, Any]:
     """A scalar node of `shown`, cut at `limit` characters."""
-    node = {"t": "scalar", "text": shown[:limit]}
+    node: dict[str, Any] = {"t": "scalar", "text": shown[:limit]}
     if len(shown) > limit:
         node["more"] = len(shown) - limit
     return node
