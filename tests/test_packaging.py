@@ -43,7 +43,9 @@ def test_pyproject_floors_are_the_tested_floors() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     floor = _pins(ROOT / ".ci" / "floor.txt")
     extras = project["optional-dependencies"]
-    claimed = _lower_bounds(project["dependencies"] + extras["plot"] + extras["progress"])
+    claimed = _lower_bounds(
+        project["dependencies"] + extras["plot"] + extras["progress"] + extras["web"]
+    )
     assert claimed == {name: floor[name] for name in claimed}
     # what the floor file adds beyond the claims only follows them down (e.g. matplotlib's
     # own dependencies), it is never a claim of ours
