@@ -175,7 +175,7 @@
           el("span", { class: "meta", text: "drag to zoom, wheel zooms, + in the list adds sensors" })),
         el("div", { id: "plots", class: "plots" }),
         el("div", { class: "toolbar" },
-          el("b", { text: "Samples in view" }),
+          el("strong", { text: "Samples in view" }),
           el("a", { id: "csv", text: "download CSV" }),
           el("a", { id: "json", text: "download JSON" })),
         el("div", { id: "samples-note", class: "meta" }),
@@ -265,24 +265,24 @@
     return [lo, hi];
   }
 
-  function onZoom(u) {
-    const min = u.scales.x.min, max = u.scales.x.max;
-    if (syncing || min === undefined || max === undefined) return;
-    const [st, et] = state.window || [null, null];
-    if (st !== null && Math.abs(min - st) < 1e-9 && Math.abs(max - et) < 1e-9) return;
+  // A drag selects a time range: it becomes the window, fetched again at full resolution.
+  // (uPlot's own drag-to-zoom is off, so that only the user changes the window.)
+  function onSelect(u) {
+    if (u.select.width < 2) return;
+    const min = u.posToVal(u.select.left, "x"), max = u.posToVal(u.select.left + u.select.width, "x");
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
     state.window = [min, max];
     clearTimeout(zoomTimer);
-    zoomTimer = setTimeout(drawPlots, 120);
+    zoomTimer = setTimeout(drawPlots, 50);
   }
   let zoomTimer = 0;
-  let syncing = false;
 
   function baseOptions(title, height) {
     return {
       title, width: plotWidth(), height, tzDate: utc,
-      cursor: { sync: { key: "telstate" }, drag: { x: true, y: false } },
+      cursor: { sync: { key: "telstate" }, drag: { x: true, y: false, setScale: false } },
       scales: { x: { time: true, auto: false, range: () => windowOf([...state.series.values()]) } },
-      hooks: { setScale: [(u, key) => { if (key === "x") onZoom(u); }],
+      hooks: { setSelect: [onSelect],
         ready: [(u) => u.over.addEventListener("wheel", (e) => { e.preventDefault(); wheel(u, e); }, { passive: false })] },
       legend: { live: true },
     };
