@@ -97,6 +97,7 @@ def test_render_trees() -> None:
     tree = _render.render({"a": [1, "x", (2,)], 3: None, "arr": np.arange(5, dtype=np.int32)})
     assert tree["t"] == "dict"
     (k, v), (k3, v3), (ka, va) = tree["items"]
+    assert ka["text"] == "'arr'"
     assert k == {"t": "scalar", "text": "'a'"}
     assert v["t"] == "list" and v["open"] == "["
     assert [item.get("text") for item in v["items"][:2]] == ["1", "'x'"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -128,6 +129,7 @@ class Site:
         self.status = "live" if live_url else "static"
         self._listeners: set[asyncio.Queue[tuple[str, Any]]] = set()
         self._arrays: OrderedDict[str, Arrays] = OrderedDict()
+        self._arrays_lock = threading.Lock()
         self._listing: tuple[dict[str, str], list[Any], Any] | None = None
         self.aio: Any = None  # the asyncio TelescopeState of a live source, once started
 
@@ -240,14 +242,15 @@ class Site:
                 include_end=True,
             )
             return sensor_arrays(samples)
-        if key in self._arrays:
-            self._arrays.move_to_end(key)
-            return self._arrays[key]
-        arrays = sensor_arrays(self.ts.get_range(key, st=0.0))
-        self._arrays[key] = arrays
-        while len(self._arrays) > CACHED_SENSORS:
-            self._arrays.popitem(last=False)
-        return arrays
+        with self._arrays_lock:  # the plot and the table ask at once: decode once
+            if key in self._arrays:
+                self._arrays.move_to_end(key)
+                return self._arrays[key]
+            arrays = sensor_arrays(self.ts.get_range(key, st=0.0))
+            self._arrays[key] = arrays
+            while len(self._arrays) > CACHED_SENSORS:
+                self._arrays.popitem(last=False)
+            return arrays
 
     def series_json(self, key: str, span: Window, buckets: int) -> dict[str, Any]:
         times, values = self._sensor_arrays(key, span)

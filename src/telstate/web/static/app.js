@@ -141,6 +141,7 @@
 
   let valueRequest = 0;
   async function select(id) {
+    probe.selectedAt = performance.now();
     if (state.selected !== id) state.window = null;
     state.selected = id;
     if (!state.plotted.includes(id)) state.plotted = [];
@@ -314,6 +315,7 @@
     }
     if (!payloads.length) box.append(el("p", { text: "no samples" }));
     probe.plotsDrawn += 1;
+    probe.drawnAt = performance.now();
     document.body.dataset.plotsDrawn = String(probe.plotsDrawn);
   }
 
