@@ -36,11 +36,11 @@ import redis
 import telstate
 from telstate import KeyType, TelescopeState
 from telstate._demo import START, build_demo
+from telstate._sources import classify, demo_source
+from telstate._text import CommandError
 from telstate.cli import main, text
 from telstate.cli.copy import progress
 from telstate.cli.info import summary
-from telstate.cli.sources import classify, demo_source
-from telstate.cli.text import CommandError
 from telstate.rdb import RDBWriter
 
 from .servers import RedisServer

@@ -36,9 +36,9 @@ from hypothesis.extra import numpy as hnp
 
 from telstate import KeyType, TelescopeState, encode_value
 from telstate._demo import START
+from telstate._sources import demo_source
 from telstate.cli import main, text
 from telstate.cli.info import summary
-from telstate.cli.sources import demo_source
 from telstate.rdb import RDBWriter
 
 from .test_codec import floats as codec_floats

@@ -1,14 +1,13 @@
 """The ``telstate`` command (also ``python -m telstate``): look into telescope states.
 
-One module per command, each with a ``run(args)`` returning the exit status, on
-top of two shared ones; the package imports the library, never the reverse:
+One module per command, each with a ``run(args)`` returning the exit status; the
+package imports the library, never the reverse.  What the CLI shares with the
+web front end lives below both: ``telstate._sources`` (what a SOURCE or DEST
+names, opening it) and ``telstate._text`` (every rendering rule: times, sizes,
+values, JSON, CSV, tables; the namespace rule is ``telstate._namespaces``):
 
 ==============  ==================================================================
 ``main``        the argument parser, and :func:`main`: user errors as one line
-``sources``     what a SOURCE or DEST names (RDB file, Redis URL, ``demo``), opening it
-``text``        every rendering rule: times, durations, sizes, values, JSON, CSV,
-                tables, views (pure; the namespace rule is the library's
-                :mod:`telstate._namespaces`)
 ``info``        ``telstate info``, and the summary that ``demo`` prints too
 ``keys``        ``telstate keys``
 ``get``         ``telstate get``
@@ -16,6 +15,8 @@ top of two shared ones; the package imports the library, never the reverse:
 ``plot``        ``telstate plot``; ``figure`` draws it (matplotlib, imported only then)
 ``copy``        ``telstate copy``, and the RDB writing of ``demo --save``
 ``watch``       ``telstate watch`` (asyncio, imported only when it runs)
+``serve``       ``telstate serve``: the web front end, :mod:`telstate.web` (aiohttp,
+                imported only when it runs)
 ``demo``        ``telstate demo``: the state of :mod:`telstate._demo`, summarised
 ==============  ==================================================================
 

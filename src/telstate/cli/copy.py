@@ -33,11 +33,11 @@ from typing import Any, Protocol
 from .._codec import equal_encoded_values
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
+from .._sources import classify, opened, redis_label
+from .._text import CommandError, plural
 from ..backends.base import Write
 from ..client import TelescopeState
 from ..rdb import RDBWriter
-from .sources import classify, opened, redis_label
-from .text import CommandError, plural
 
 __all__ = ["run", "write_rdb"]
 

@@ -13,13 +13,13 @@ import argparse
 import os
 import time
 
+from .. import _text as text
 from .._demo import build_demo
+from .._sources import demo_source
+from .._text import CommandError
 from ..client import TelescopeState
-from . import text
 from .copy import write_rdb
 from .info import summary
-from .sources import demo_source
-from .text import CommandError
 
 __all__ = ["run"]
 

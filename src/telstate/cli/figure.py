@@ -47,9 +47,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .. import _text as text
 from .._namespaces import ANTENNA_KEY
-from . import text
-from .text import CommandError
+from .._text import CommandError
 
 __all__ = ["plot"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
+from .. import _text as text
 from .._keys import KeyType
-from . import text
-from .sources import not_found, opened, with_views
+from .._sources import not_found, opened, with_views
 
 __all__ = ["run"]
 

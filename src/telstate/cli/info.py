@@ -23,13 +23,13 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from .. import _text as text
 from .._errors import TelstateError
 from .._keys import KeyType
 from .._namespaces import count_namespaces
+from .._sources import Source, all_stats, opened
 from ..backends.base import KeyStats
 from ..client import TelescopeState
-from . import text
-from .sources import Source, all_stats, opened
 
 __all__ = ["run", "summary"]
 

@@ -3,7 +3,7 @@
 Each row is a key with its type, count (samples or sub-keys), stored size and, for
 sensors, its time span.  Without ``--view`` PATTERN is matched against full key
 names; with views, against the names a reader of the view sees (see
-:func:`telstate.cli.text.view_listing`), and a VIEW column says which prefix
+``telstate._text.view_listing``), and a VIEW column says which prefix
 each name resolves to.  ``--names`` prints the bare names, one a line, as their
 own bytes, so that each can be given back as an argument.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import _text as text
 from .._glob import compile_glob
 from .._keys import KeyType
-from . import text
-from .sources import all_stats, opened, with_views
+from .._sources import all_stats, opened, with_views
 
 __all__ = ["run"]
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
+from .. import _text as text
 from .._errors import TelstateError
-from . import text
+from .._text import CommandError
 from .copy import run as _copy
 from .demo import run as _demo
 from .get import run as _get
@@ -28,12 +29,18 @@ from .info import run as _info
 from .keys import run as _keys
 from .plot import run as _plot
 from .range import run as _range
-from .text import CommandError
 
 __all__ = ["main"]
 
 #: Exit status of a command interrupted by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # aiohttp (an optional extra) is imported by this command alone.
+    from .serve import run
+
+    return run(args)
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -142,6 +149,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     watch.add_argument(
         "--no-initial", dest="initial", action="store_false", help="skip the keys' current values"
     )
+
+    serve = command("serve", _serve, "browse a telescope state in a web browser (live on Redis)")
+    serve.add_argument("source", metavar="SOURCE", help=_SOURCE_HELP)
+    serve.add_argument("--port", type=int, default=8765, help="port (8765; 0 picks a free one)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, this machine only)")
+    serve.add_argument("--view", metavar="NAME", action="append", help=_VIEW_HELP)
 
     demo = command(
         "demo", _demo, "build a synthetic MeerKAT-like telescope state in memory and summarise it"

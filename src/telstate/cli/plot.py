@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+from .._sources import opened, with_views
+from .._text import CommandError
 from .range import sensor_samples, time_arg
-from .sources import opened, with_views
-from .text import CommandError
 
 __all__ = ["run"]
 

@@ -4,7 +4,7 @@ Samples with ``st <= t < et`` (all of them by default); times are given as Unix
 times or ISO 8601 date-times and shown in UTC.  CSV has one record a sample
 (``timestamp,time,value``: the exact Unix time, its UTC date-time, the value as
 text or JSON); JSON is a list of ``{"timestamp", "time", "value"}`` objects, with
-anything JSON lacks given as its ``repr`` (see :func:`telstate.cli.text.to_json`).
+anything JSON lacks given as its ``repr`` (see ``telstate._text.to_json``).
 :func:`sensor_samples` is also how ``plot`` reads its sensors.
 """
 
@@ -15,11 +15,11 @@ import json
 import sys
 from typing import Any
 
+from .. import _text as text
 from .._keys import KeyType
+from .._sources import Source, not_found, opened, with_views
+from .._text import CommandError
 from ..client import TelescopeState
-from . import text
-from .sources import Source, not_found, opened, with_views
-from .text import CommandError
 
 __all__ = ["run", "sensor_samples", "time_arg"]
 

@@ -25,12 +25,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from .. import _text as text
 from .._keys import KeyType
+from .._sources import classify
+from .._text import CommandError
 from ..aio import TelescopeState
 from ..aio.redis import RedisBackend
-from . import text
-from .sources import classify
-from .text import CommandError
 
 __all__ = ["run"]
 

@@ -19,14 +19,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._demo import build_demo
-from ..backends.base import KeyStats
-from ..backends.rdb import RdbBackend
-from ..client import TelescopeState
-from .text import CommandError
+from ._demo import build_demo
+from ._text import CommandError
+from .backends.base import KeyStats
+from .backends.rdb import RdbBackend
+from .client import TelescopeState
 
 if TYPE_CHECKING:
-    from ..backends.redis import RedisBackend
+    from .backends.redis import RedisBackend
 
 __all__ = [
     "Source",
@@ -139,7 +139,7 @@ def open_source(spec: str) -> Source:
         return demo_source(ts)
     if kind == "redis":
         # redis-py, which imports asyncio, only for a server: not at every start-up
-        from ..backends.redis import RedisBackend
+        from .backends.redis import RedisBackend
 
         server = RedisBackend.from_url(where)
         return Source("redis", server.server, TelescopeState(server), url=where, server=server)

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from .._keys import KeyType
+from ._keys import KeyType
 
 
 class CommandError(Exception):
