@@ -35,10 +35,11 @@ import redis
 
 import telstate
 from telstate import KeyType, TelescopeState
+from telstate import _text as text
 from telstate._demo import START, build_demo
 from telstate._sources import classify, demo_source
 from telstate._text import CommandError
-from telstate.cli import main, text
+from telstate.cli import main
 from telstate.cli.copy import progress
 from telstate.cli.info import summary
 from telstate.rdb import RDBWriter

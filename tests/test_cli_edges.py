@@ -35,9 +35,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from telstate import KeyType, TelescopeState, encode_value
+from telstate import _text as text
 from telstate._demo import START
 from telstate._sources import demo_source
-from telstate.cli import main, text
+from telstate.cli import main
 from telstate.cli.info import summary
 from telstate.rdb import RDBWriter
 
