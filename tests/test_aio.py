@@ -395,7 +395,7 @@ def test_wait_timeouts(env: Env) -> None:
             start = time.monotonic()
             with pytest.raises(telstate.TimeoutError, match="'absent'"):
                 await ts.wait_key("absent", timeout=0.1)
-            assert 0.1 <= time.monotonic() - start < 2
+            assert time.monotonic() - start >= 0.1  # not before its timeout
             # A condition that never holds on an existing sensor
             await ts.add("sensor", 1.0, ts=1.0)
             with pytest.raises(telstate.TimeoutError):

@@ -35,7 +35,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -882,23 +881,24 @@ def test_forged_lengths_fail_fast(head: str, wrapper: str) -> None:
     for tail in (b"", b"\x01\x02\x03", bytes(100)):
         encoded = b"\xff" + _WRAPPERS[wrapper](bytes.fromhex(_FORGED_HEADS[head]) + tail)
         tracemalloc.start()
-        start = time.perf_counter()
         try:
             with pytest.raises(DecodeError):
                 decode_value(encoded)
-            elapsed = time.perf_counter() - start
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert elapsed < 0.5
         assert peak < 1 << 20, f"{peak} bytes allocated for {len(encoded)} input bytes"
 
 
-def test_str32_of_4_gib_fails_immediately() -> None:
-    start = time.perf_counter()
-    with pytest.raises(DecodeError):
-        decode_value(bytes.fromhex("ff db ff ff ff ff"))
-    assert time.perf_counter() - start < 0.1
+def test_str32_of_4_gib_fails_without_allocating() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError):
+            decode_value(bytes.fromhex("ff db ff ff ff ff"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated for a 6-byte input"
 
 
 @_FUZZ_SETTINGS
@@ -1040,17 +1040,14 @@ def test_huge_npy_shapes_allocate_nothing(
     header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape!r}, }}"
     encoded = b"\xff" + msgpack.packb(msgpack.ExtType(3, _npy(header, bytes(size), version)))
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         try:
             result = decode_value(encoded)
         except DecodeError:
             result = None
-        elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5
     assert peak < 1 << 20, f"{peak} bytes allocated for {len(encoded)} input bytes"
     if result is not None:  # only arrays of nothing, which katsdptelstate makes too
         assert descr == "'|V0'" and result.nbytes == 0 and size == 0

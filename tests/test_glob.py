@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -143,12 +142,11 @@ def test_compile_is_cached() -> None:
     assert compile_glob(b"a*[bc]?") is compile_glob(b"a*[bc]?")
 
 
-def test_pathological_pattern_is_fast() -> None:
+@pytest.mark.timeout(30)  # naive backtracking would take longer than the universe's age
+def test_pathological_pattern_finishes() -> None:
     # Naive backtracking is exponential here; Redis and we are polynomial.
-    start = time.perf_counter()
     assert not compile_glob(b"*a" * 30 + b"*b")(b"a" * 5000)
     assert compile_glob(b"*a" * 30 + b"*b")(b"a" * 5000 + b"b")
-    assert time.perf_counter() - start < 2.0
 
 
 # --- a private redis-server ----------------------------------------------------------------
