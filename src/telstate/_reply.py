@@ -85,12 +85,8 @@ def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
         return EMPTY_BATCH
     if len(buf) <= body:
         raise _malformed(f"array of {count} members is truncated")
-    even = _equal_lengths(buf, body, count)
-    if even is None:
-        return _batch(buf, *_headers(buf, body, count), None)
-    first, length, stride = even
-    starts = first + np.arange(count, dtype=np.int64) * stride
-    return _batch(buf, starts, np.full(count, length, np.int64), stride)
+    even = _even(buf, body, count)
+    return even if even is not None else _batch(buf, *_headers(buf, body, count))
 
 
 def _array_header(head: bytes) -> tuple[int, int]:
@@ -107,8 +103,8 @@ def _canonical(digits: bytes) -> bool:
     return digits.isdigit() and (digits == b"0" or not digits.startswith(b"0"))
 
 
-def _equal_lengths(buf: _Array, body: int, count: int) -> tuple[int, int, int] | None:
-    """(first member offset, length, stride) if every member has the first one's length."""
+def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
+    """The batch if every member has the first one's length, else None."""
     first = bytes(buf[body : body + _MAX_DIGITS + 3])
     end = first.find(b"\r\n")
     if not first.startswith(b"$") or end < 0 or not _canonical(first[1:end]):
@@ -118,12 +114,30 @@ def _equal_lengths(buf: _Array, body: int, count: int) -> tuple[int, int, int] |
     stride = head + length + 2
     if len(buf) - body != count * stride:
         return None
-    rows = buf[body:].reshape(count, stride)
-    if not (rows[:, :head] == rows[0, :head]).all():
+    if length < _STAMP:
+        raise _short(length)
+    # Each row of the reply after "*N\r\n" is one bulk string: a structured view.
+    fields = {"head": (f"S{head}", 0), "time": (">f8", head), "crlf": (">u2", stride - 2)}
+    if length > _STAMP:
+        fields["value"] = (f"V{length - _STAMP}", head + _STAMP)
+    layout = np.dtype(
+        {
+            "names": list(fields),
+            "formats": [f for f, _ in fields.values()],
+            "offsets": [o for _, o in fields.values()],
+            "itemsize": stride,
+        }
+    )
+    rows = buf[body:].view(layout)
+    if not ((rows["head"] == first[:head]).all() and (rows["crlf"] == 0x0D0A).all()):
         return None
-    if not ((rows[:, -2] == _CR) & (rows[:, -1] == _LF)).all():
-        return None
-    return body + head, length, stride
+    times = rows["time"].astype(np.float64)
+    data = rows["value"].tobytes() if length > _STAMP else b""
+    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * (length - _STAMP))
+
+
+def _short(length: int) -> DecodeError:
+    return _malformed(f"a member of {length} bytes is shorter than its 8-byte timestamp")
 
 
 def _headers(buf: _Array, body: int, count: int) -> tuple[_Array, _Array]:
@@ -195,20 +209,12 @@ def _walk(nxt: _Array, count: int) -> _Array:
     return np.concatenate(pieces)
 
 
-def _batch(buf: _Array, starts: _Array, lengths: _Array, stride: int | None) -> SampleBatch:
-    """The batch of the members at `starts` with `lengths` in `buf` (`stride` apart, if even)."""
+def _batch(buf: _Array, starts: _Array, lengths: _Array) -> SampleBatch:
+    """The batch of the members at `starts` with `lengths` in `buf`."""
     if (lengths < _STAMP).any():
-        short = int(lengths.min())
-        raise _malformed(f"a member of {short} bytes is shorter than its 8-byte timestamp")
+        raise _short(int(lengths.min()))
     sizes = lengths - _STAMP
     ends = np.cumsum(sizes)
-    if stride is not None:
-        # Members of one size, evenly spaced: a strided view, each column copied once.
-        rows = np.lib.stride_tricks.as_strided(
-            buf[int(starts[0]) :], (len(starts), int(lengths[0])), (stride, 1), writeable=False
-        )
-        times = np.ascontiguousarray(rows[:, :_STAMP]).view(">f8").ravel().astype(np.float64)
-        return SampleBatch(times, rows[:, _STAMP:].tobytes(), ends)
     stamps = buf[starts[:, None] + np.arange(_STAMP)]
     times = stamps.view(">f8").ravel().astype(np.float64)
     # Value byte k of the batch is at k + (its value's start - its value's offset).
