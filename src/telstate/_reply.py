@@ -11,9 +11,10 @@ become Python objects.  The catch is that the position of each ``$`` header
 depends on every length before it, and members are binary (a ``$`` or ``\\r\\n``
 may appear inside one), so the headers cannot simply be searched for.
 
-* All members the same length (most sensors): the reply after ``*N\\r\\n`` is
-  an ``(N, stride)`` matrix; every row's header and trailing ``\\r\\n`` are
-  checked in one comparison and the members are a strided view.
+* All members the same length (most sensors): the reply after ``*N\\r\\n`` is an
+  array of fixed-size records (header, timestamp, value, ``\\r\\n``), viewed as a
+  numpy structured dtype; every header and ``\\r\\n`` is checked in one
+  comparison each and the timestamp and value fields are copied out whole.
 * Otherwise every ``$`` in the reply is a *candidate* header.  Each candidate's
   digits are decoded together (one pass per digit position), and a candidate
   survives only if it reads ``$<digits>\\r\\n``, its member ends in ``\\r\\n``
