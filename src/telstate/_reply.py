@@ -1,0 +1,224 @@
+"""A raw ZRANGEBYLEX reply parsed straight into a :class:`SampleBatch`, with numpy.
+
+The reply to a sensor range read is a RESP2 array of bulk strings::
+
+    *<N>\\r\\n
+    $<L1>\\r\\n<member 1>\\r\\n
+    $<L2>\\r\\n<member 2>\\r\\n ...
+
+A general RESP parser makes one bytes object per member; here the members never
+become Python objects.  The catch is that the position of each ``$`` header
+depends on every length before it, and members are binary (a ``$`` or ``\\r\\n``
+may appear inside one), so the headers cannot simply be searched for.
+
+* All members the same length (most sensors): the reply after ``*N\\r\\n`` is an
+  array of fixed-size records (header, timestamp, value, ``\\r\\n``), viewed as a
+  numpy structured dtype; every header and ``\\r\\n`` is checked in one
+  comparison each and the timestamp and value fields are copied out whole.
+* Otherwise every ``$`` in the reply is a *candidate* header.  Each candidate's
+  digits are decoded together (one pass per digit position), and a candidate
+  survives only if it reads ``$<digits>\\r\\n``, its member ends in ``\\r\\n``
+  and the next header position (its *successor*) is the end of the reply or
+  another candidate.  In a well-formed reply the true headers form the chain
+  first header → successor → ... → end.  When no ``$`` survives by accident,
+  candidate ``i``'s successor is candidate ``i + 1`` for all ``i``, which one
+  comparison confirms.  Otherwise the chain is walked with a Python step per
+  *irregular* candidate (one whose successor is not the next candidate), never
+  per member: the stretches in between are taken whole.  Random binary members
+  hold a surviving false candidate rarely (it needs ``$``, digits, ``\\r\\n``
+  and a matching ``\\r\\n`` further on), so the walk is short; a crafted reply
+  can make it as long as one step per member, which is still correct.
+
+Finally the timestamps (8 bytes at the start of each member) are gathered, and
+the values (the rest) are copied out with one gather whose index is a running
+count plus, repeated over each value, the distance from where the value sits in
+the reply to where it goes in the batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._errors import DecodeError
+from ._samples import EMPTY_BATCH, SampleBatch
+
+__all__ = ["parse_members_reply"]
+
+_Array = NDArray[Any]
+_DOLLAR, _CR, _LF = ord("$"), ord("\r"), ord("\n")
+_MAX_DIGITS = 10  # Redis strings are at most 512 MiB: 9 digits; one spare
+_STAMP = 8
+
+
+def _malformed(reason: str) -> DecodeError:
+    return DecodeError(f"malformed Redis reply of sensor members: {reason}")
+
+
+def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
+    """The sensor samples in the raw bytes of one RESP2 array-of-bulk-strings reply.
+
+    Parameters
+    ----------
+    reply
+        Exactly one reply, as read from the server: ``*N\\r\\n`` followed by N
+        bulk strings, each a sensor member (8-byte timestamp + encoded value).
+
+    Returns
+    -------
+    SampleBatch
+        The samples in reply order, with numpy ``times`` and ``ends``.
+
+    Raises
+    ------
+    DecodeError
+        If `reply` is not exactly one well-formed array of bulk strings (error
+        replies included), or a member is shorter than its 8-byte timestamp.
+    """
+    buf = np.frombuffer(reply, np.uint8)
+    count, body = _array_header(bytes(buf[:24]))
+    if count == 0:
+        if len(buf) != body:
+            raise _malformed(f"{len(buf) - body} bytes after an empty array")
+        return EMPTY_BATCH
+    if len(buf) <= body:
+        raise _malformed(f"array of {count} members is truncated")
+    even = _even(buf, body, count)
+    return even if even is not None else _batch(buf, *_headers(buf, body, count))
+
+
+def _array_header(head: bytes) -> tuple[int, int]:
+    """Member count and size of the ``*N\\r\\n`` header."""
+    end = head.find(b"\r\n")
+    if not head.startswith(b"*") or not _canonical(head[1:end] if end >= 0 else b""):
+        shown = head[:end] if end >= 0 else head
+        raise _malformed(f"expected an array header '*N', got {shown!r}")
+    return int(head[1:end]), end + 2
+
+
+def _canonical(digits: bytes) -> bool:
+    """Whether `digits` is a length as Redis writes it: decimal, no sign, no leading zero."""
+    return digits.isdigit() and (digits == b"0" or not digits.startswith(b"0"))
+
+
+def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
+    """The batch if every member has the first one's length, else None."""
+    first = bytes(buf[body : body + _MAX_DIGITS + 3])
+    end = first.find(b"\r\n")
+    if not first.startswith(b"$") or end < 0 or not _canonical(first[1:end]):
+        return None
+    length = int(first[1:end])
+    head = end + 2
+    stride = head + length + 2
+    if len(buf) - body != count * stride:
+        return None
+    if length < _STAMP:
+        raise _short(length)
+    # Each row of the reply after "*N\r\n" is one bulk string: a structured view.
+    fields = {"head": (f"S{head}", 0), "time": (">f8", head), "crlf": (">u2", stride - 2)}
+    if length > _STAMP:
+        fields["value"] = (f"V{length - _STAMP}", head + _STAMP)
+    layout = np.dtype(
+        {
+            "names": list(fields),
+            "formats": [f for f, _ in fields.values()],
+            "offsets": [o for _, o in fields.values()],
+            "itemsize": stride,
+        }
+    )
+    rows = buf[body:].view(layout)
+    if not ((rows["head"] == first[:head]).all() and (rows["crlf"] == 0x0D0A).all()):
+        return None
+    times = rows["time"].astype(np.float64)
+    data = rows["value"].tobytes() if length > _STAMP else b""
+    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * (length - _STAMP))
+
+
+def _short(length: int) -> DecodeError:
+    return _malformed(f"a member of {length} bytes is shorter than its 8-byte timestamp")
+
+
+def _headers(buf: _Array, body: int, count: int) -> tuple[_Array, _Array]:
+    """Start and length of each member, found among the candidate headers."""
+    size = len(buf)
+    pos = body + np.flatnonzero(buf[body:] == _DOLLAR)
+    # Decode up to _MAX_DIGITS digits after each '$'; `ndigits` stops at the first non-digit.
+    value = np.zeros(len(pos), np.int64)
+    ndigits = np.zeros(len(pos), np.int64)
+    going = np.ones(len(pos), bool)
+    for j in range(1, _MAX_DIGITS + 2):
+        at = pos + j
+        byte = np.where(at < size, buf[np.minimum(at, size - 1)], 0).astype(np.int64)
+        digit = going & (byte >= 0x30) & (byte <= 0x39) & (j <= _MAX_DIGITS)
+        value = np.where(digit, value * 10 + byte - 0x30, value)
+        ndigits += digit
+        going &= digit
+        if not going.any():
+            break
+    cr = pos + 1 + ndigits
+    start = cr + 2
+    stop = start + value  # the member's end: "\r\n" must follow
+    leading_zero = (ndigits > 1) & (buf[np.minimum(pos + 1, size - 1)] == ord("0"))
+    ok = (ndigits > 0) & ~leading_zero & (stop + 2 <= size)
+    for at, want in ((cr, _CR), (cr + 1, _LF), (stop, _CR), (stop + 1, _LF)):
+        ok &= buf[np.minimum(at, size - 1)] == want
+    pos, start, value, after = pos[ok], start[ok], value[ok], (stop + 2)[ok]
+    # Successor of each candidate: index of the candidate at `after`, len(pos) for the
+    # end, -1 for neither.  Mostly the next candidate: only the others are searched for.
+    nxt = np.arange(1, len(pos) + 1)
+    odd = np.flatnonzero(after[:-1] != pos[1:])
+    if len(pos):
+        odd = np.append(odd, len(pos) - 1)
+    found = np.searchsorted(pos, after[odd])
+    hit = found < len(pos)
+    hit[hit] = pos[found[hit]] == after[odd][hit]
+    nxt[odd] = np.where(hit, found, np.where(after[odd] == size, len(pos), -1))
+    if not len(pos) or pos[0] != body:
+        raise _malformed(f"no bulk string header where member 1 should start (offset {body})")
+    chain = _walk(nxt, count)
+    return start[chain], value[chain]
+
+
+def _walk(nxt: _Array, count: int) -> _Array:
+    """Indices of the candidates on the chain from candidate 0, which must end after `count`."""
+    total = len(nxt)
+    regular = nxt == np.arange(1, total + 1)
+    if regular.all():
+        if total != count:
+            raise _malformed(f"array header says {count} members, the reply holds {total}")
+        return np.arange(total)
+    irregular = np.flatnonzero(~regular).tolist()
+    pieces: list[_Array] = []
+    taken = 0
+    i = 0
+    while i != total:
+        if i < 0:
+            raise _malformed(f"member {taken} is not followed by a bulk string header")
+        # From i, every candidate up to the next irregular one is followed by the next.
+        k = bisect.bisect_left(irregular, i)
+        j = irregular[k] if k < len(irregular) else total - 1  # regular to the end
+        pieces.append(np.arange(i, j + 1))
+        taken += j + 1 - i
+        if taken > count:
+            raise _malformed(f"more members than the {count} the array header says")
+        i = int(nxt[j])
+    if taken != count:
+        raise _malformed(f"array header says {count} members, the reply holds {taken}")
+    return np.concatenate(pieces)
+
+
+def _batch(buf: _Array, starts: _Array, lengths: _Array) -> SampleBatch:
+    """The batch of the members at `starts` with `lengths` in `buf`."""
+    if (lengths < _STAMP).any():
+        raise _short(int(lengths.min()))
+    sizes = lengths - _STAMP
+    ends = np.cumsum(sizes)
+    stamps = buf[starts[:, None] + np.arange(_STAMP)]
+    times = stamps.view(">f8").ravel().astype(np.float64)
+    # Value byte k of the batch is at k + (its value's start - its value's offset).
+    shift = np.repeat(starts + _STAMP - (ends - sizes), sizes)
+    shift += np.arange(len(shift))
+    return SampleBatch(times, buf[shift].tobytes(), ends)

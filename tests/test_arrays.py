@@ -1,0 +1,240 @@
+"""batch_arrays against decode_batch: same values and times, dtype by the documented rule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telstate import DecodeError, encode_value
+from telstate._arrays import _PAD_FACTOR, _PAD_SLACK, batch_arrays, values_array
+from telstate._codec import ENCODING_PICKLE, decode_value
+from telstate._samples import SampleBatch, decode_batch
+
+# every MessagePack int encoding and the edges between them
+EDGE_INTS = [0, 1, -1, 127, 128, -32, -33, 255, 256, 65535, 65536, -129, -32769, 2**31]
+EDGE_INTS += [-(2**31) - 1, 2**32, 2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64 - 1]
+INTS = st.one_of(st.integers(-(2**63), 2**64 - 1), st.sampled_from(EDGE_INTS))
+FLOATS = st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan]))
+TEXT = st.one_of(st.text(max_size=8), st.sampled_from(["", "a\0", "\0b", "ünï", "日本", "🛰"]))
+BINARY = st.binary(max_size=8)
+NUMPY = st.one_of(
+    st.floats(width=32).map(np.float32),
+    st.integers(-(2**15), 2**15 - 1).map(np.int16),
+    st.integers(0, 2**64 - 1).map(np.uint64),
+    st.booleans().map(np.bool_),
+    st.sampled_from(["ab", "cd", "é"]).map(np.str_),
+)
+OBJECTS = st.one_of(
+    st.none(),
+    st.tuples(st.integers(0, 3)),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2),
+    st.integers(0, 3).map(lambda n: np.arange(n)),
+    st.complex_numbers(allow_nan=False),
+)
+KINDS = [INTS, FLOATS, st.booleans(), TEXT, BINARY, NUMPY, OBJECTS, st.complex_numbers()]
+VALUE_LISTS = st.one_of(
+    *[st.lists(kind, max_size=30) for kind in KINDS],
+    st.lists(st.one_of(INTS, FLOATS), max_size=30),
+    st.lists(st.one_of(*KINDS), max_size=30),
+)
+
+
+def _batch(values: list[Any], as_lists: bool = False) -> SampleBatch:
+    encoded = [encode_value(v) for v in values]
+    times = np.arange(len(values), dtype=np.float64) * 0.5 + 1e9
+    ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    if as_lists:
+        return SampleBatch(times.tolist(), b"".join(encoded), ends.tolist())
+    return SampleBatch(times, b"".join(encoded), ends)
+
+
+def _expected_dtype(values: list[Any]) -> Any:
+    """The documented rule, restated."""
+    if not values:
+        return np.float64
+    kinds = {type(v) for v in values}
+    if kinds == {float}:
+        return np.float64
+    if kinds == {bool}:
+        return np.bool_
+    if kinds == {complex}:
+        return np.complex128
+    if kinds == {int}:
+        if max(values) < 2**63:
+            return np.int64
+        return np.uint64 if min(values) >= 0 else object
+    if kinds == {int, float}:
+        ok = all(int(float(v)) == v for v in values if type(v) is int)
+        return np.float64 if ok else object
+    if kinds in ({str}, {bytes}):
+        width = max(map(len, values))
+        padded = len(values) * width > _PAD_FACTOR * sum(map(len, values)) + _PAD_SLACK
+        nul = any(v[-1:] in ("\0", b"\0") for v in values)
+        if padded or nul:
+            return object
+        return np.dtype(f"{'U' if kinds == {str} else 'S'}{max(width, 1)}")
+    if all(isinstance(v, np.generic) for v in values):
+        dtypes = {v.dtype for v in values}
+        if len(dtypes) == 1 and (dtype := dtypes.pop()).itemsize:  # S0 / U0: object
+            return dtype
+    return object
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, float | complex | np.inexact) or isinstance(b, float | complex | np.inexact):
+        if a != a and b != b:
+            return True
+        if a != b:
+            return False
+        return (
+            not isinstance(a, float)
+            or not isinstance(b, float)
+            or (math.copysign(1, a) == math.copysign(1, b))
+        )
+    return bool(a == b)
+
+
+def _check(values: list[Any], as_lists: bool = False) -> np.ndarray[Any, Any]:
+    batch = _batch(values, as_lists)
+    got = batch_arrays(batch)
+    pairs = decode_batch(batch)
+    assert got.timestamps.dtype == np.float64
+    assert got.timestamps.tolist() == [t for _, t in pairs]
+    assert got.values.ndim == 1 and len(got.values) == len(values)
+    assert got.values.dtype == np.dtype(_expected_dtype(values)), (got.values.dtype, values)
+    items = list(got.values) if got.values.dtype == object else got.values.tolist()
+    for item, (value, _) in zip(items, pairs, strict=True):
+        assert _same(item, value), (item, value)
+    # the per-sample path (values_array) agrees with the bulk one
+    again = values_array([v for v, _ in pairs])
+    assert again.dtype == got.values.dtype
+    assert all(_same(a, b) for a, b in zip(list(again), list(got.values), strict=True))
+    return got.values
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=VALUE_LISTS, as_lists=st.booleans())
+def test_batch_arrays_match_decode_batch(values: list[Any], as_lists: bool) -> None:
+    _check(values, as_lists)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a" * n for n in (0, 1, 31, 32, 255, 256, 65535, 65536)],
+        ["é" * n for n in (1, 31, 32, 200)],
+        [b"b" * n for n in (0, 1, 255, 256, 65535, 65536)],
+        ["a" * 3, "b" * 3, "c" * 3],  # one size: the fixed-size path sees them first
+        ["x"] * 100 + ["y" * 5000],  # too padded for a fixed-width array
+        [b"x"] * 100 + [b"y" * 5000],
+        [1.0, 2**53, -(2**63)],
+        [1.5, 2**53 + 1],
+        [2**64 - 1, 0, 1.5],
+        [2**63, 1.5],
+        [np.float32(1.5)] * 3 + [np.float64(2.5)],
+        [np.str_("ab"), np.str_("abc")],
+        [np.bytes_(b"")] * 2,
+        [1 + 2j, 3.5j],
+        [None, None],
+        [True, 1],
+        [0, False],
+    ],
+)
+def test_batch_arrays_chosen_cases(values: list[Any]) -> None:
+    _check(values)
+
+
+def test_empty_batch() -> None:
+    got = batch_arrays(SampleBatch([], b"", []))
+    assert got.values.dtype == got.timestamps.dtype == np.float64
+    assert len(got.values) == len(got.timestamps) == 0
+
+
+def _counting(values: list[Any]) -> tuple[np.ndarray[Any, Any], int]:
+    calls = 0
+
+    def decode(value: bytes) -> Any:
+        nonlocal calls
+        calls += 1
+        return decode_value(value)
+
+    got = batch_arrays(_batch(values), decode)
+    return got.values, calls
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([float(i) for i in range(1000)], np.float64),
+        ([float(i) for i in range(999)] + [2**70 / 3], np.float64),
+        ([*range(-500, 500), 2**40, -(2**40)], np.int64),  # six int encodings
+        ([2**64 - 1 - i for i in range(1000)], np.uint64),
+        ([*range(1000), 0.5], np.float64),
+        ([i % 2 == 0 for i in range(1000)], np.bool_),
+        ([f"state-{i % 7}" * (i % 3) for i in range(1000)], np.dtype("U14")),
+        (["é" * (i % 40) for i in range(1000)], np.dtype("U39")),
+        ([bytes([i % 255 + 1]) * (i % 300) for i in range(1, 1000)], np.dtype("S299")),
+        ([np.float32(i) for i in range(1000)], np.float32),
+        ([complex(i, 1) for i in range(1000)], np.complex128),
+    ],
+)
+def test_homogeneous_batches_avoid_per_sample_decoding(values: list[Any], dtype: Any) -> None:
+    got, calls = _counting(values)
+    assert calls <= 1  # at most one sample decoded, to learn the type of fixed-size values
+    assert got.dtype == np.dtype(dtype)
+    expected = values_array(values)
+    assert expected.dtype == got.dtype and np.array_equal(got, expected)
+
+
+def test_mixed_batches_decode_each_value() -> None:
+    got, calls = _counting([1, "a", None, 2.5])
+    assert calls == 4 and got.dtype == object and got.tolist() == [1, "a", None, 2.5]
+
+
+def test_pickles_are_refused_unless_allowed() -> None:
+    pickled = [encode_value(float(i), ENCODING_PICKLE) for i in range(100)]
+    batch = SampleBatch(np.arange(100.0), b"".join(pickled), np.cumsum([len(p) for p in pickled]))
+    with pytest.raises(DecodeError, match="pickle"):
+        batch_arrays(batch)
+    got = batch_arrays(batch, lambda value: decode_value(value, allow_pickle=True))
+    assert got.values.dtype == np.float64 and got.values.tolist() == [float(i) for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xcb" + b"\0" * 7,  # a double one byte short
+        b"\xff\xa3ab",  # a fixstr shorter than its header says
+        b"\xff\xd9\x05abc",
+        b"\xff\xc1",  # a type byte MessagePack never uses
+        b"\xfe\x01",  # an unknown header byte
+        b"\xff",
+        b"\xff\xa2\xc3\xa9",  # "é" is fine ...
+    ],
+)
+def test_corrupt_values_raise_as_decode_value_does(data: bytes) -> None:
+    values = [encode_value("ok"), data]
+    batch = SampleBatch([1.0, 2.0], b"".join(values), np.cumsum([len(v) for v in values]))
+    try:
+        expected = [decode_value(v) for v in values]
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            batch_arrays(batch)
+    else:
+        assert batch_arrays(batch).values.tolist() == expected
+
+
+def test_strings_split_inside_a_character_are_not_glued() -> None:
+    # "é" is c3 a9: cut between two fixstrs, the payloads are valid UTF-8 only together
+    data = b"\xff\xa1\xc3" + b"\xff\xa1\xa9"
+    batch = SampleBatch([1.0, 2.0], data, [3, 6])
+    with pytest.raises(DecodeError):
+        batch_arrays(batch)
