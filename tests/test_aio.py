@@ -199,6 +199,7 @@ AIO_COROUTINES = {
     "add", "set", "set_indexed", "get", "get_indexed", "get_range", "exists", "key_type",
     "keys", "delete", "clear", "wait_key", "wait_indexed", "load_from_file", "open",
     "save_to_file",  # not in katsdptelstate: writes an RDB file
+    "get_range_arrays", "get_ranges",  # not in katsdptelstate: samples as arrays, many sensors
     "__getitem__",  # await ts[key]
 }  # fmt: skip
 AIO_PLAIN = {"view", "root", "join", "pipeline"}  # no I/O: plain methods on both sides

@@ -252,7 +252,7 @@ def _values(pairs: list[tuple[Any, float]]) -> list[Any]:
     return [value for value, _ in pairs]
 
 
-@pytest.mark.parametrize(
+RANGE_CASES = pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
         ({}, [10]),
@@ -300,12 +300,95 @@ def _values(pairs: list[tuple[Any, float]]) -> list[Any]:
         ({"st": 3, "et": math.inf, "include_end": True}, list(range(3, 11))),
     ],
 )
+
+
+@RANGE_CASES
 def test_get_range_semantics(
     sensor: TelescopeState, kwargs: dict[str, Any], expected: list[int]
 ) -> None:
     result = sensor.get_range("s", **kwargs)
     assert _values(result) == expected
     assert all(value == stamp for value, stamp in result)
+
+
+@RANGE_CASES
+def test_get_range_arrays_same_range(
+    sensor: TelescopeState, kwargs: dict[str, Any], expected: list[int]
+) -> None:
+    # One rule for the bounds: the arrays hold exactly get_range's samples.
+    values, stamps = sensor.get_range_arrays("s", **kwargs)
+    # ints; no sample at all gives empty float64 arrays
+    assert values.dtype == (np.int64 if expected else np.float64) and stamps.dtype == np.float64
+    assert values.tolist() == expected
+    assert stamps.tolist() == [float(v) for v in expected]
+
+
+def test_get_range_arrays_kinds(ts: TelescopeState) -> None:
+    series: dict[str, list[Any]] = {
+        "float": [0.5, -1.25, math.inf, 3.0],
+        "int": [1, -300, 2**40, 7],
+        "bool": [True, False, True, True],
+        "str": ["slew", "track", "", "ünï"],
+        "bytes": [b"a", b"\x00b", b"cde", b""],
+        "mixed": [1, "two", 3.0, None],
+        "tuple": [(1, 2), (3, 4), (5, 6), (7, 8)],
+    }
+    for key, values in series.items():
+        for i, value in enumerate(values):
+            ts.add(key, value, ts=100.0 + i)
+    expected_kinds = {"float": "f", "int": "i", "bool": "b", "str": "U", "bytes": "S"}
+    for key, values in series.items():
+        got, stamps = ts.get_range_arrays(key, st=0)
+        assert stamps.tolist() == [100.0, 101.0, 102.0, 103.0]
+        assert got.dtype.kind == expected_kinds.get(key, "O"), key
+        assert list(got) == values, key
+
+
+def test_get_range_arrays_empty_and_errors(ts: TelescopeState) -> None:
+    ts.add("s", 1.5, ts=10.0)
+    values, stamps = ts.get_range_arrays("s", st=20)
+    assert len(values) == len(stamps) == 0 and stamps.dtype == np.float64
+    with pytest.raises(KeyError):
+        ts.get_range_arrays("missing")
+    ts["attr"] = 1
+    with pytest.raises(ImmutableKeyError):
+        ts.get_range_arrays("attr", st=0)
+    with pytest.raises(InvalidTimestampError):
+        ts.get_range_arrays("s", st=math.nan)
+
+
+def test_get_range_arrays_refuses_pickles(ts: TelescopeState, restore_pickle_setting: None) -> None:
+    for i in range(3):
+        ts.add("legacy", {"n": i}, ts=float(i), encoding=ENCODING_PICKLE)
+    with pytest.raises(DecodeError):
+        ts.get_range_arrays("legacy", st=0)
+    telstate.set_allow_pickle(True)
+    assert list(ts.get_range_arrays("legacy", st=0).values) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+def test_get_ranges(ts: TelescopeState) -> None:
+    for i in range(5):
+        ts.add("a", float(i), ts=float(i))
+        ts.add("b", f"state{i}", ts=float(i) + 0.5)
+    ts["attr"] = 1
+    got = ts.get_ranges(["a", "b", "missing"], st=1, et=3)
+    assert got == {"a": [(1.0, 1.0), (2.0, 2.0)], "b": [("state1", 1.5), ("state2", 2.5)]}
+    # Defaults as get_range's: the latest sample
+    assert ts.get_ranges(["a"]) == {"a": [(4.0, 4.0)]}
+    arrays = ts.get_ranges(["a", "b"], st=0, arrays=True)
+    assert arrays["a"].values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert arrays["b"].timestamps.tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert ts.get_ranges([]) == {}
+    with pytest.raises(ImmutableKeyError):
+        ts.get_ranges(["a", "attr"], st=0)
+
+
+def test_get_ranges_through_a_view(ts: TelescopeState) -> None:
+    ts.add("cb1_s", 1.0, ts=1.0)
+    ts.add("s", 9.0, ts=9.0)
+    ts.add("t", 2.0, ts=2.0)
+    view = ts.view("cb1")
+    assert view.get_ranges(["s", "t"], st=0) == {"s": [(1.0, 1.0)], "t": [(2.0, 2.0)]}
 
 
 def test_get_range_ties_at_one_timestamp(ts: TelescopeState) -> None:

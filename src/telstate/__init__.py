@@ -5,6 +5,7 @@ samples) and indexed keys, in memory or in Redis, wire-compatible with
 katsdptelstate 1.0.
 """
 
+from ._arrays import SampleArrays
 from ._codec import (
     ALLOWED_ENCODINGS,
     ENCODING_DEFAULT,
@@ -51,6 +52,7 @@ __all__ = [
     "KeyType",
     "MemoryBackend",
     "RdbParseError",
+    "SampleArrays",
     "TelescopeState",
     "TelstateError",
     "TimeoutError",

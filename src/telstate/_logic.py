@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
+from ._arrays import SampleArrays, batch_arrays
 from ._codec import (
     ENCODING_DEFAULT,
     ENCODING_MSGPACK,
@@ -30,6 +31,7 @@ from ._codec import (
 from ._errors import DecodeError, ImmutableKeyError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
 from ._ranges import check_timestamp
+from ._samples import SampleBatch, decode_batch
 from .backends.base import Found, Write
 
 __all__ = [
@@ -43,6 +45,9 @@ __all__ = [
     "encode_sub_key",
     "make_indexed_write",
     "make_write",
+    "range_arrays",
+    "range_result",
+    "ranges_result",
 ]
 
 logger = logging.getLogger("telstate")
@@ -286,6 +291,32 @@ class PipelineBase:
         taken = self._writes, self._values
         self._writes, self._values = [], []
         return taken
+
+
+def range_result(
+    key: str | bytes, batch: SampleBatch | None, return_encoded: bool
+) -> list[tuple[Any, float]]:
+    """What ``get_range`` returns for what the backend found."""
+    if batch is None:
+        raise KeyError(f"{display_str(key)} not found")
+    return batch.encoded() if return_encoded else decode_batch(batch)
+
+
+def range_arrays(key: str | bytes, batch: SampleBatch | None) -> SampleArrays:
+    """What ``get_range_arrays`` returns for what the backend found."""
+    if batch is None:
+        raise KeyError(f"{display_str(key)} not found")
+    return batch_arrays(batch)
+
+
+def ranges_result(
+    keys: Sequence[str | bytes], batches: Sequence[SampleBatch | None], arrays: bool
+) -> dict[str | bytes, Any]:
+    """What ``get_ranges`` returns: each sensor found, by the name it was asked by."""
+    convert = batch_arrays if arrays else decode_batch
+    return {
+        key: convert(batch) for key, batch in zip(keys, batches, strict=True) if batch is not None
+    }
 
 
 def describe(key: str | bytes, sub_key: Any = None, indexed: bool = False) -> str:

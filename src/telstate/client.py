@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import _plans as plans
+from ._arrays import SampleArrays
 from ._codec import ENCODING_DEFAULT, decode_value
 from ._drivers import Driver
 from ._keys import KeyType, display_str, ensure_bytes, ensure_str
@@ -26,10 +27,12 @@ from ._logic import (
     encode_sub_key,
     make_indexed_write,
     make_write,
+    range_arrays,
+    range_result,
+    ranges_result,
 )
 from ._plans import IndexedCondition, KeyCondition
 from ._ranges import resolve_range
-from ._samples import decode_batch
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .backends.rdb import RdbBackend
@@ -405,10 +408,71 @@ class TelescopeState(TelescopeStateBase[Backend]):
             If `st` or `et` is NaN.
         """
         query = resolve_range(st, et, include_previous, include_end)
-        batch = self._backend.get_range(self._full_keys(key), query)
-        if batch is None:
-            raise KeyError(f"{display_str(key)} not found")
-        return batch.encoded() if return_encoded else decode_batch(batch)
+        return range_result(
+            key, self._backend.get_range(self._full_keys(key), query), return_encoded
+        )
+
+    def get_range_arrays(
+        self,
+        key: str | bytes,
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+    ) -> SampleArrays:
+        """Samples of a sensor in a time range, as numpy arrays ``(values, timestamps)``.
+
+        The range is :meth:`get_range`'s, with the same bounds and defaults.
+        `timestamps` is float64; `values` is a numeric array when every sample is
+        a number (float64, int64 or uint64, bool, complex128) or numpy scalar of
+        one kind, a fixed-width ``str_`` / ``bytes_`` array for strings and bytes,
+        else an object array.  Fixed-size and string samples are converted in
+        bulk, without a Python object per sample.
+
+        Returns
+        -------
+        SampleArrays
+            A named tuple ``(values, timestamps)``.
+
+        Raises
+        ------
+        KeyError, ImmutableKeyError, InvalidTimestampError
+            As for :meth:`get_range`.
+        """
+        query = resolve_range(st, et, include_previous, include_end)
+        return range_arrays(key, self._backend.get_range(self._full_keys(key), query))
+
+    def get_ranges(
+        self,
+        keys: Iterable[str | bytes],
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+        arrays: bool = False,
+    ) -> dict[str | bytes, Any]:
+        """:meth:`get_range` (or, with `arrays`, :meth:`get_range_arrays`) of many sensors.
+
+        One round trip to a Redis server for all of them (one per node of a
+        cluster), e.g. to read every sensor of a live telescope state.
+
+        Returns
+        -------
+        dict
+            The samples of each sensor found, by the name it was asked by; keys
+            that do not exist are left out.
+
+        Raises
+        ------
+        ImmutableKeyError
+            If one of the keys is not a sensor (and the range reads samples).
+        InvalidTimestampError
+            If `st` or `et` is NaN.
+        """
+        names = list(keys)
+        query = resolve_range(st, et, include_previous, include_end)
+        batches = self._backend.get_ranges([self._full_keys(key) for key in names], query)
+        return ranges_result(names, batches, arrays)
 
     # -- waits
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any
 
 from .. import _plans as plans
+from .._arrays import SampleArrays
 from .._codec import ENCODING_DEFAULT, decode_value
 from .._drivers import AsyncDriver
 from .._keys import KeyType, display_str, ensure_bytes, ensure_str
@@ -30,10 +31,12 @@ from .._logic import (
     encode_sub_key,
     make_indexed_write,
     make_write,
+    range_arrays,
+    range_result,
+    ranges_result,
 )
 from .._plans import IndexedCondition, KeyCondition
 from .._ranges import resolve_range
-from .._samples import decode_batch
 from .._save import RDBWriter as _SyncRDBWriter
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
@@ -192,9 +195,34 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         """Sensor samples in a time range (see :meth:`telstate.TelescopeState.get_range`)."""
         query = resolve_range(st, et, include_previous, include_end)
         batch = await self._backend.get_range(self._full_keys(key), query)
-        if batch is None:
-            raise KeyError(f"{display_str(key)} not found")
-        return batch.encoded() if return_encoded else decode_batch(batch)
+        return range_result(key, batch, return_encoded)
+
+    async def get_range_arrays(
+        self,
+        key: str | bytes,
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+    ) -> SampleArrays:
+        """Sensor samples as numpy arrays (see :meth:`telstate.TelescopeState.get_range_arrays`)."""
+        query = resolve_range(st, et, include_previous, include_end)
+        return range_arrays(key, await self._backend.get_range(self._full_keys(key), query))
+
+    async def get_ranges(
+        self,
+        keys: Iterable[str | bytes],
+        st: float | None = None,
+        et: float | None = None,
+        include_previous: bool | None = None,
+        include_end: bool = False,
+        arrays: bool = False,
+    ) -> dict[str | bytes, Any]:
+        """Many sensors in one round trip (see :meth:`telstate.TelescopeState.get_ranges`)."""
+        names = list(keys)
+        query = resolve_range(st, et, include_previous, include_end)
+        batches = await self._backend.get_ranges([self._full_keys(key) for key in names], query)
+        return ranges_result(names, batches, arrays)
 
     # -- waits
 

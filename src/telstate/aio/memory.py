@@ -92,6 +92,11 @@ class LocalBackend(AsyncBackend):
     async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
         return self.sync.get_range(keys, query)
 
+    async def get_ranges(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleBatch | None]:
+        return self.sync.get_ranges(candidates, query)
+
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
         return self.sync.write_batch(writes)
 

@@ -532,6 +532,27 @@ def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]
     return None if best is None else best[1]
 
 
+def get_ranges_plan(
+    candidates: Sequence[Sequence[bytes]], query: RangeQuery, cluster: bool = False
+) -> Plan[list[SampleBatch | None]]:
+    """Many sensors' ranges in one round trip: a MULTI/EXEC per sensor, all sent at once.
+
+    On a cluster each transaction goes to its key's node (one candidate per sensor);
+    sensors read through views of several candidates there are read one by one, as
+    :func:`get_range_plan` reads them.
+    """
+    simple = [i for i, keys in enumerate(candidates) if len(keys) == 1 or not cluster]
+    results: list[SampleBatch | None] = [None] * len(candidates)
+    if simple:
+        replies = yield Batch([Transaction(range_commands(candidates[i], query)) for i in simple])
+        for i, reply in zip(simple, replies, strict=True):
+            results[i] = parse_range(candidates[i], query, answer(reply))
+    for i, keys in enumerate(candidates):
+        if len(keys) > 1 and cluster:
+            results[i] = yield from get_range_plan(keys, query, cluster)
+    return results
+
+
 def key_type_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[KeyType | None]:
     if len(keys) == 1 or not cluster:
         kinds = yield Batch([("TYPE", key) for key in keys])

@@ -198,6 +198,15 @@ class Backend(ABC):
         ImmutableKeyError if that key is not a sensor and the query reads samples.
         """
 
+    def get_ranges(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleBatch | None]:
+        """:meth:`get_range` of many sensors (each given by its candidate keys) at once.
+
+        Backends override this to answer in one round trip.
+        """
+        return [self.get_range(keys, query) for keys in candidates]
+
     @abstractmethod
     def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         """The whole content of each of `keys` (None where absent), for writing files."""
@@ -293,6 +302,12 @@ class AsyncBackend(ABC):
 
     @abstractmethod
     async def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None: ...
+
+    async def get_ranges(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleBatch | None]:
+        """:meth:`Backend.get_ranges`, awaited."""
+        return [await self.get_range(keys, query) for keys in candidates]
 
     @abstractmethod
     async def write_batch(

@@ -317,6 +317,11 @@ class RedisBackend(RedisBackendCommon, Backend):
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
         return self._run(proto.get_range_plan(keys, query, self._cluster))  # type: ignore[no-any-return]
 
+    def get_ranges(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleBatch | None]:
+        return self._run(proto.get_ranges_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
+
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
 
