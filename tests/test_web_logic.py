@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 
+from telstate._arrays import SampleArrays, values_array
 from telstate._keys import KeyType
 from telstate.backends.base import KeyStats
 from telstate.web import _listing, _params, _render, _series
@@ -186,7 +188,7 @@ def test_gaps_and_states() -> None:
     payload = _series.plot_payload(times, np.array([1.0, np.nan, np.inf]), 10)
     assert payload["v"] == [1.0, None, None]
     samples = [("slew", 1.0), ("slew", 2.0), ("track", 3.0), ("slew", 4.0), ("slew", 5.0)]
-    t, v = _series.sensor_arrays(samples)
+    t, v = _series.sensor_arrays(_arrays(samples))
     assert not _series.is_numeric(v)
     states = _series.plot_payload(t, v, 100)
     assert states["kind"] == "state" and states["v"] == ["slew", "track", "slew"]
@@ -195,12 +197,18 @@ def test_gaps_and_states() -> None:
     assert window["v"] == ["track", "slew"]  # the state the window starts in comes first
 
 
+def _arrays(samples: list[tuple[Any, float]]) -> SampleArrays:
+    """What get_range_arrays gives for these samples."""
+    stamps = np.array([stamp for _, stamp in samples], dtype=np.float64)
+    return SampleArrays(values_array([value for value, _ in samples]), stamps)
+
+
 def test_sensor_arrays_kinds() -> None:
-    t, v = _series.sensor_arrays([(1, 1.0), (2.5, 2.0)])
+    t, v = _series.sensor_arrays(_arrays([(1, 1.0), (2.5, 2.0)]))
     assert v.dtype == np.float64 and t.tolist() == [1.0, 2.0]
-    _, v = _series.sensor_arrays([(True, 1.0), (False, 2.0)])
+    _, v = _series.sensor_arrays(_arrays([(True, 1.0), (False, 2.0)]))
     assert v.tolist() == ["True", "False"]  # bools are states
-    _, v = _series.sensor_arrays([(np.arange(3), 1.0), ("a\nb", 2.0)])
+    _, v = _series.sensor_arrays(_arrays([(np.arange(3), 1.0), ("a\nb", 2.0)]))
     assert v[0].startswith("array(") and v[1] == "a\\x0ab"
-    t, v = _series.sensor_arrays([])
+    t, v = _series.sensor_arrays(_arrays([]))
     assert len(t) == 0 and len(v) == 0

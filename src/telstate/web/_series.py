@@ -22,12 +22,12 @@ is the function to swap for a ``get_range_arrays`` API once there is one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from .. import _text as text
+from .._arrays import SampleArrays
 from .._decimate import points_for_plot, transitions
 
 __all__ = ["MAX_TRANSITIONS", "is_numeric", "plot_payload", "sensor_arrays", "state_label"]
@@ -37,35 +37,25 @@ MAX_TRANSITIONS: Final = 2000
 _DIGITS: Final = 7
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
 def state_label(value: Any) -> str:
     """A state's text: a string as it is, anything else as one line (arrays summarised)."""
     return text.printable(value) if isinstance(value, str) else text.one_line(value)
 
 
 def sensor_arrays(
-    samples: Sequence[tuple[Any, float]],
+    arrays: SampleArrays,
 ) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, Any]]:
-    """``(times, values)`` arrays of ``get_range`` samples.
+    """``(times, values)`` to plot, from ``get_range_arrays``.
 
     Numbers (not bools) give a float64 value array; any other value makes the
     whole sensor a state sensor, an object array of labels (:func:`state_label`).
-
-    SWAP POINT: when TelescopeState gains ``get_range_arrays``, read the arrays
-    from it here instead of converting a list of tuples.
     """
-    times = np.fromiter((stamp for _, stamp in samples), dtype=np.float64, count=len(samples))
-    values = [value for value, _ in samples]
-    if all(_is_number(value) for value in values):
-        return times, np.array(values, dtype=np.float64).reshape(len(values))
+    values = arrays.values
+    if values.dtype.kind in "iuf":
+        return arrays.timestamps, values.astype(np.float64, copy=False)
     labels = np.empty(len(values), dtype=object)
-    labels[:] = [state_label(value) for value in values]
-    return times, labels
+    labels[:] = [state_label(value) for value in values.tolist()]
+    return arrays.timestamps, labels
 
 
 def is_numeric(values: np.ndarray[Any, Any]) -> bool:

@@ -234,7 +234,7 @@ class Site:
             raise ParamError(f"{text.printable(key)!r} is not a sensor")
         if self.live_url is not None:
             # a changing source: read the window (and the state before it) each time
-            samples = self.ts.get_range(
+            samples = self.ts.get_range_arrays(
                 key,
                 st=0.0 if span.start is None else span.start,
                 et=span.end,
@@ -246,7 +246,7 @@ class Site:
             if key in self._arrays:
                 self._arrays.move_to_end(key)
                 return self._arrays[key]
-            arrays = sensor_arrays(self.ts.get_range(key, st=0.0))
+            arrays = sensor_arrays(self.ts.get_range_arrays(key, st=0.0))
             self._arrays[key] = arrays
             while len(self._arrays) > CACHED_SENSORS:
                 self._arrays.popitem(last=False)
