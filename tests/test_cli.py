@@ -931,3 +931,28 @@ def test_credentials_without_a_scheme_are_not_echoed(capsys: pytest.CaptureFixtu
     assert main(["info", "alice:s3cret-pw@localhost:1"]) == 1
     err = capsys.readouterr().err
     assert "s3cret-pw" not in err and "redis://USER:PASSWORD@HOST:PORT" in err
+
+
+def test_plot_decimates_big_sensors() -> None:
+    from telstate import SampleArrays
+    from telstate.cli.plot import PLOT_BUCKETS, decimated
+
+    n = 100_000
+    times = np.arange(n, dtype=np.float64)
+    values = np.sin(times / 500.0) * 10.0
+    values[12_345] = 99.0  # a spike: decimation must keep it
+    drawn = decimated(SampleArrays(values, times))
+    assert len(drawn) <= 4 * PLOT_BUCKETS
+    assert (99.0, 12_345.0) in drawn
+    assert min(value for value, _ in drawn) == values.min()
+    assert drawn[0] == (values[0], 0.0) and drawn[-1] == (values[-1], n - 1.0)
+    # States: each change is all a band needs
+    states = np.array(["slew"] * 30_000 + ["track"] * 50_000 + ["slew"] * 20_000)
+    assert decimated(SampleArrays(states, times)) == [
+        ("slew", 0.0),
+        ("track", 30_000.0),
+        ("slew", 80_000.0),
+    ]
+    # Few samples are drawn as they are
+    few = SampleArrays(np.array([1, 5, 2]), np.array([1.0, 2.0, 3.0]))
+    assert decimated(few) == [(1, 1.0), (5, 2.0), (2, 3.0)]

@@ -16,12 +16,13 @@ import sys
 from typing import Any
 
 from .. import _text as text
+from .._arrays import SampleArrays
 from .._keys import KeyType
 from .._sources import Source, not_found, opened, with_views
 from .._text import CommandError
 from ..client import TelescopeState
 
-__all__ = ["run", "sensor_samples", "time_arg"]
+__all__ = ["run", "sensor_arrays", "sensor_samples", "time_arg"]
 
 
 def time_arg(value: str | None, option: str) -> float | None:
@@ -49,6 +50,36 @@ def sensor_samples(
     CommandError
         If `key` is missing or not a sensor, or `et` is before `st`.
     """
+    _check_sensor(ts, key, source, st, et)
+    return ts.get_range(
+        key,
+        st=0.0 if st is None else st,
+        et=et,
+        include_previous=include_previous and st is not None,
+    )
+
+
+def sensor_arrays(
+    ts: TelescopeState,
+    key: str,
+    source: Source,
+    st: float | None,
+    et: float | None,
+    include_previous: bool = False,
+) -> SampleArrays:
+    """:func:`sensor_samples` as numpy arrays (``get_range_arrays``)."""
+    _check_sensor(ts, key, source, st, et)
+    return ts.get_range_arrays(
+        key,
+        st=0.0 if st is None else st,
+        et=et,
+        include_previous=include_previous and st is not None,
+    )
+
+
+def _check_sensor(
+    ts: TelescopeState, key: str, source: Source, st: float | None, et: float | None
+) -> None:
     kind = ts.key_type(key)
     if kind is None:
         raise not_found(ts, key, source)
@@ -59,12 +90,6 @@ def sensor_samples(
         )
     if st is not None and et is not None and et < st:
         raise CommandError("--et is before --st")
-    return ts.get_range(
-        key,
-        st=0.0 if st is None else st,
-        et=et,
-        include_previous=include_previous and st is not None,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
