@@ -1,0 +1,436 @@
+"""telstate against the machine's limits: sensor arrays, many sensors, decimation, single calls.
+
+Every figure is measured in this run, beside what bounds it:
+
+* the single-client rates of one private redis-server, from ``redis-benchmark -c 1``
+  (GET, and EVALSHA of a one-line script), for telstate's attribute get and sensor
+  add, each a round trip;
+* the time a plain socket takes to receive the server's raw ZRANGEBYLEX reply, for
+  ``get_range_arrays`` from Redis;
+* a bare redis-py publisher and subscriber, for the wake-up of ``wait_key`` on Redis;
+* katsdptelstate 1.0 on the same server (or in memory), where it can do the same work.
+
+The script starts its own redis-server on a free loopback port (no persistence, a
+temporary directory) and stops it at the end.  Each figure is the median of
+``--repeat`` runs.  Run ``python bench/bench_limits.py --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import katsdptelstate
+import numpy as np
+import redis
+
+import telstate
+from telstate._decimate import envelope, points_for_plot
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_redis import RedisServer
+
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def median_of(repeat: int, func: Callable[[], float]) -> float:
+    return statistics.median(func() for _ in range(repeat))
+
+
+def median_time(repeat: int, func: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """Median seconds of ``func(*args, **kwargs)``."""
+    return median_of(repeat, lambda: timed(lambda: func(*args, **kwargs)))
+
+
+def row(workload: str, telstate_figure: str, reference: str, ratio: str, goal: str) -> None:
+    ROWS.append((workload, telstate_figure, reference, ratio, goal))
+    print(f"  {workload}: telstate {telstate_figure} | {reference} | {ratio} | {goal}", flush=True)
+
+
+def timed(func: Callable[[], Any]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- the server's limits
+
+
+def redis_benchmark(port: int, n: int, *command: str) -> float:
+    """Requests per second of one client, from redis-benchmark."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise SystemExit("redis-benchmark is needed (Debian: redis-tools / redis-server)")
+    out = subprocess.run(
+        [exe, "-h", "127.0.0.1", "-p", str(port), "-c", "1", "-n", str(n), "-q", *command],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # "GET: 41152.26 requests per second, p50=0.023 msec" (the last \r-separated report)
+    last = out.replace("\r", "\n").strip().splitlines()[-1]
+    return float(last.split(":")[1].split("requests")[0])
+
+
+def single_calls(server: RedisServer, n: int, repeat: int) -> None:
+    print("single calls (ops/s, one client, loopback TCP)")
+    admin = server.client()
+    admin.flushall()
+    assert server.port is not None
+    admin.set("bench_key", b"\xff\xcb" + struct.pack(">d", 1.5))
+    sha = admin.script_load("return redis.call('GET', KEYS[1])")
+    limit_get = median_of(repeat, lambda: redis_benchmark(server.port, n, "GET", "bench_key"))
+    limit_eval = median_of(
+        repeat, lambda: redis_benchmark(server.port, n, "EVALSHA", sha, "1", "bench_key")
+    )
+
+    def rate(make: Callable[[], Any], op: Callable[[Any, int], Any]) -> float:
+        ts = make()
+        try:
+            seconds = timed(lambda: [op(ts, i) for i in range(n)])
+        finally:
+            backend = getattr(ts, "backend", None)
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+        return n / seconds
+
+    endpoint = server.endpoint
+    tel = lambda: telstate.TelescopeState(endpoint)  # noqa: E731
+    kat = lambda: katsdptelstate.TelescopeState(endpoint, db=1)  # noqa: E731
+    for make in (tel, kat):
+        ts = make()
+        ts["attr"] = 1.5
+    get_t = median_of(repeat, lambda: rate(tel, lambda ts, i: ts["attr"]))
+    get_k = median_of(repeat, lambda: rate(kat, lambda ts, i: ts["attr"]))
+    add_t = median_of(repeat, lambda: rate(tel, lambda ts, i: ts.add("s", 1.0, ts=float(i))))
+    add_k = median_of(repeat, lambda: rate(kat, lambda ts, i: ts.add("s", 1.0, ts=float(i))))
+    row(
+        "attribute get",
+        f"{get_t / 1e3:.1f} k/s",
+        f"redis-benchmark GET {limit_get / 1e3:.1f} k/s; katsdptelstate {get_k / 1e3:.1f} k/s",
+        f"{get_t / limit_get:.2f}x limit ({get_k / limit_get:.2f}x)",
+        ">= 0.8x GET",
+    )
+    row(
+        "sensor add",
+        f"{add_t / 1e3:.1f} k/s",
+        f"redis-benchmark EVALSHA {limit_eval / 1e3:.1f} k/s; katsdptelstate {add_k / 1e3:.1f} k/s",
+        f"{add_t / limit_eval:.2f}x limit ({add_k / limit_eval:.2f}x)",
+        ">= 0.8x EVALSHA",
+    )
+    admin.flushall()
+    admin.close()
+
+
+# --------------------------------------------------------------------------- wake-ups
+
+
+def _wake_latency(waiter: Any, writer: Callable[[str], Any], waits: int, key_prefix: str) -> float:
+    latencies = []
+    for i in range(waits):
+        key = f"{key_prefix}{i}"
+        woke: list[float] = []
+
+        def wait(k: str = key, woke: list[float] = woke) -> None:
+            waiter.wait_key(k, timeout=10)
+            woke.append(time.perf_counter())
+
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        time.sleep(0.01)  # the waiter is blocked inside wait_key by now
+        start = time.perf_counter()
+        writer(key)
+        thread.join(20)
+        assert woke, f"waiter for {key} did not wake"
+        latencies.append(woke[0] - start)
+    return statistics.median(latencies)
+
+
+def _pubsub_floor(server: RedisServer, waits: int) -> float:
+    """A bare redis-py pair: one round trip of a write that publishes, to a subscriber."""
+    sub, pub = server.client(), server.client()
+    pubsub = sub.pubsub()
+    latencies = []
+    try:
+        for i in range(waits):
+            channel = f"floor_{i}"
+            pubsub.subscribe(channel)
+            pubsub.get_message(timeout=1)  # the subscribe confirmation
+            woke: list[float] = []
+
+            def listen(woke: list[float] = woke) -> None:
+                while pubsub.get_message(timeout=5) is None:
+                    pass
+                woke.append(time.perf_counter())
+
+            thread = threading.Thread(target=listen, daemon=True)
+            thread.start()
+            time.sleep(0.01)
+            start = time.perf_counter()
+            pub.publish(channel, b"x")
+            thread.join(10)
+            assert woke
+            latencies.append(woke[0] - start)
+            pubsub.unsubscribe(channel)
+            pubsub.get_message(timeout=1)
+    finally:
+        pubsub.close()
+        sub.close()
+        pub.close()
+    return statistics.median(latencies)
+
+
+def wake_ups(server: RedisServer, waits: int, repeat: int) -> None:
+    print("wait_key wake-up (write issued -> waiter returns)")
+    endpoint = server.endpoint
+    for where in ("redis", "memory"):
+
+        def measure(mod: Any, where: str = where) -> float:
+            if where == "redis":
+                waiter = (
+                    mod.TelescopeState(endpoint)
+                    if mod is telstate
+                    else mod.TelescopeState(endpoint, db=1)
+                )
+                writer = (
+                    mod.TelescopeState(endpoint)
+                    if mod is telstate
+                    else mod.TelescopeState(endpoint, db=1)
+                )
+            else:
+                waiter = mod.TelescopeState()
+                writer = waiter
+            return _wake_latency(
+                waiter, lambda key: writer.add(key, 1, immutable=True), waits, f"w{time.time()}_"
+            )
+
+        tel = median_of(repeat, lambda: measure(telstate))
+        kat = median_of(repeat, lambda: measure(katsdptelstate))
+        floor = ""
+        if where == "redis":
+            bare = median_of(repeat, lambda: _pubsub_floor(server, waits))
+            floor = f"; bare redis-py publish->subscriber {bare * 1e3:.3f} ms ({tel / bare:.2f}x)"
+        row(
+            f"wait_key wake-up, {where}",
+            f"{tel * 1e3:.3f} ms",
+            f"katsdptelstate {kat * 1e3:.3f} ms{floor}",
+            f"{tel / kat:.2f}x katsdptelstate",
+            "<= 0.5x katsdptelstate",
+        )
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _fill_memory(mod: Any, n: int) -> Any:
+    ts = mod.TelescopeState()
+    if mod is telstate:
+        with ts.pipeline() as batch:
+            for i in range(n):
+                batch.add("s", float(i), ts=1e9 + i)
+    else:  # katsdptelstate has no pipeline
+        for i in range(n):
+            ts.add("s", float(i), ts=1e9 + i)
+    return ts
+
+
+def _peak(func: Callable[[], Any]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        func()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def arrays_memory(sizes: list[int], repeat: int) -> None:
+    print("get_range_arrays, memory backend (float samples)")
+    for n in sizes:
+        ts = _fill_memory(telstate, n)
+        seconds = median_time(repeat, ts.get_range_arrays, "s", st=0)
+        peak = _peak(partial(ts.get_range_arrays, "s", st=0))
+        tuples = ""
+        if n <= 1_000_000:
+            kat = _fill_memory(katsdptelstate, n)
+            ref = median_time(repeat, kat.get_range, "s", st=0)
+            tuples = f"katsdptelstate get_range {ref * 1e3:.1f} ms"
+            ratio = f"{seconds / ref:.4f}x"
+        else:
+            ratio = "-"
+        goal = "<= 10 ms and <= 0.01x" if n == 1_000_000 else "report"
+        row(
+            f"get_range_arrays {n:,} samples, memory",
+            f"{seconds * 1e3:.2f} ms, peak {peak:.1f} MiB",
+            tuples or "-",
+            ratio,
+            goal,
+        )
+        ts = kat = None
+        gc.collect()
+
+
+def _raw_zrange(server: RedisServer, key: bytes, n: int, member_size: int) -> float:
+    """Seconds for a plain socket to send ZRANGEBYLEX and receive the whole reply."""
+    assert server.port is not None
+    expected = len(b"*%d\r\n" % n) + n * (len(b"$%d\r\n" % member_size) + member_size + 2)
+    request = b"*4\r\n$11\r\nZRANGEBYLEX\r\n$%d\r\n%s\r\n$1\r\n-\r\n$1\r\n+\r\n" % (len(key), key)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        buffer = bytearray(expected)
+        view = memoryview(buffer)
+        gc.collect()
+        start = time.perf_counter()
+        sock.sendall(request)
+        got = 0
+        while got < expected:
+            got += sock.recv_into(view[got:])
+        seconds = time.perf_counter() - start
+    assert buffer.startswith(b"*%d\r\n" % n)
+    return seconds
+
+
+def arrays_redis(server: RedisServer, sizes: list[int], repeat: int) -> None:
+    print("get_range_arrays from Redis (float samples), against a plain socket")
+    admin = server.client()
+    for n in sizes:
+        admin.flushall()
+        pipe = admin.pipeline(transaction=False)
+        for start in range(0, n, 10_000):
+            mapping = {
+                struct.pack(">d", 1e9 + i) + b"\xff\xcb" + struct.pack(">d", float(i)): 0
+                for i in range(start, min(n, start + 10_000))
+            }
+            pipe.zadd("s", mapping)
+        pipe.execute()
+        ts = telstate.TelescopeState(server.endpoint)
+        try:
+            seconds = median_time(repeat, ts.get_range_arrays, "s", st=0)
+            peak = _peak(partial(ts.get_range_arrays, "s", st=0))
+        finally:
+            ts.backend.close()
+        raw = median_of(repeat, partial(_raw_zrange, server, b"s", n, 18))
+        row(
+            f"get_range_arrays {n:,} samples, Redis",
+            f"{seconds * 1e3:.1f} ms, peak {peak:.1f} MiB",
+            f"plain socket receives the reply in {raw * 1e3:.1f} ms",
+            f"{seconds / raw:.2f}x socket",
+            "<= 1.5x socket" if n == 1_000_000 else "report",
+        )
+    admin.flushall()
+    admin.close()
+
+
+def many_sensors(server: RedisServer, sensors: int, samples: int, repeat: int) -> None:
+    print(f"get_ranges of {sensors} sensors x {samples} samples, Redis")
+    admin = server.client()
+    admin.flushall()
+    names = [f"sensor_{i:04d}" for i in range(sensors)]
+    for db in (0, 1):  # telstate reads db 0, katsdptelstate db 1: the same members
+        client = server.client(db)
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.zadd(
+                name,
+                {
+                    struct.pack(">d", 1e9 + j) + b"\xff\xcb" + struct.pack(">d", float(j)): 0
+                    for j in range(samples)
+                },
+            )
+        pipe.execute()
+        client.close()
+    tel = telstate.TelescopeState(server.endpoint)
+    kat = katsdptelstate.TelescopeState(server.endpoint, db=1)
+    try:
+        t = median_of(repeat, lambda: timed(lambda: tel.get_ranges(names, st=0)))
+        ta = median_of(repeat, lambda: timed(lambda: tel.get_ranges(names, st=0, arrays=True)))
+        k = median_of(repeat, lambda: timed(lambda: [kat.get_range(n, st=0) for n in names]))
+        got = tel.get_ranges(names[:2], st=0)
+        assert got[names[0]] == kat.get_range(names[0], st=0)
+    finally:
+        tel.backend.close()
+    row(
+        f"get_ranges {sensors} x {samples}, Redis",
+        f"{t * 1e3:.0f} ms (arrays {ta * 1e3:.0f} ms)",
+        f"katsdptelstate loop of get_range {k * 1e3:.0f} ms",
+        f"{k / t:.1f}x faster (arrays {k / ta:.1f}x)",
+        ">= 20x",
+    )
+    admin.flushall()
+    admin.close()
+
+
+def decimation(sizes: list[int], buckets: int, repeat: int) -> None:
+    print(f"decimation to {buckets} buckets")
+    for n in sizes:
+        times = 1e9 + np.arange(n, dtype=np.float64) * 0.1
+        values = np.sin(np.arange(n) / 1e4)
+        env = median_time(repeat, envelope, times, values, buckets)
+        pts = median_time(repeat, points_for_plot, times, values, buckets)
+        copy = median_time(repeat, values.copy)
+        row(
+            f"envelope / points_for_plot of {n:,} samples",
+            f"{env * 1e3:.1f} ms / {pts * 1e3:.1f} ms",
+            f"a copy of the values (memcpy) {copy * 1e3:.2f} ms",
+            f"{pts / copy:.0f}x memcpy",
+            "<= 100 ms" if n == 10_000_000 else "report",
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=20_000, help="single calls per timing")
+    parser.add_argument("--waits", type=int, default=50, help="wake-ups per timing")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--only", choices=["calls", "wake", "memory", "redis", "many", "decimate"], action="append"
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only or ["calls", "wake", "memory", "redis", "many", "decimate"])
+    quick = args.quick
+    memory_sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000, 10_000_000]
+    redis_sizes = [10_000] if quick else [10_000, 100_000, 1_000_000]
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is needed")
+    print(
+        f"telstate {telstate.__version__}, katsdptelstate {katsdptelstate.__version__}, "
+        f"Python {sys.version.split()[0]}, numpy {np.__version__}, redis-py {redis.__version__}"
+    )
+    with RedisServer(exe, unix=False) as server:
+        print(f"private redis-server {server.info()['redis_version']} on 127.0.0.1:{server.port}")
+        if "calls" in only:
+            single_calls(server, 2_000 if quick else args.calls, args.repeat)
+        if "wake" in only:
+            wake_ups(server, 5 if quick else args.waits, args.repeat)
+        if "memory" in only:
+            arrays_memory(memory_sizes, args.repeat)
+        if "redis" in only:
+            arrays_redis(server, redis_sizes, args.repeat)
+        if "many" in only:
+            many_sensors(server, 50 if quick else 1000, 100 if quick else 1000, args.repeat)
+        if "decimate" in only:
+            decimation([100_000] if quick else [1_000_000, 10_000_000], 2000, args.repeat)
+    print("\n| workload | telstate | limit / reference | ratio | goal |\n|---|---|---|---|---|")
+    for cells in ROWS:
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
