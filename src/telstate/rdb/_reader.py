@@ -758,13 +758,15 @@ def _listpack(blob: bytes, offset: int) -> list[bytes | int]:
             if pos > len(blob) - 1:
                 raise _Corrupt("listpack entry runs past its end", offset)
             entry_size = pos - start
+            # the back-length: 7 bits a byte, but Redis gives each all-ones size
+            # (2**14 - 1, 2**21 - 1, 2**28 - 1) the longer form
             pos += (
                 1
                 + (entry_size >= 128)
-                + (entry_size >= 16384)
-                + (entry_size >= 2097152)
-                + (entry_size >= 268435456)
-            )  # the back-length
+                + (entry_size >= 16383)
+                + (entry_size >= 2097151)
+                + (entry_size >= 268435455)
+            )
         if pos != len(blob) - 1:
             raise _Corrupt("listpack has bytes after its end", offset)
         if count != 0xFFFF and count != len(items):
