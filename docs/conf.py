@@ -39,7 +39,18 @@ nitpicky = True
 
 # Other projects' names: no inventory of theirs can be fetched here (see the top).  The
 # standard library's modules and redis-py, as the docstrings and signatures name them.
-_EXTERNAL = ["abc", "argparse", "collections", "concurrent", "enum", "os", "redis", "socket", "sys"]
+_EXTERNAL = [
+    "abc",
+    "argparse",
+    "collections",
+    "concurrent",
+    "enum",
+    "numpy",
+    "os",
+    "redis",
+    "socket",
+    "sys",
+]
 nitpick_ignore_regex = [(r"py:.*", rf"{module}(\..*)?") for module in _EXTERNAL]
 
 # Broken references in docstrings of modules being reworked on another branch, each a name

@@ -79,7 +79,7 @@ class SampleArrays(NamedTuple):
     Attributes
     ----------
     values
-        One value per sample; the dtype follows the rules of :mod:`telstate._arrays`.
+        One value per sample; its dtype as :meth:`telstate.TelescopeState.get_range_arrays` says.
     timestamps
         Sample times, float64.
     """

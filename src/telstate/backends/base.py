@@ -306,7 +306,7 @@ class AsyncBackend(ABC):
     async def get_ranges(
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleBatch | None]:
-        """:meth:`Backend.get_ranges`, awaited."""
+        """:meth:`telstate.backends.Backend.get_ranges`, awaited."""
         return [await self.get_range(keys, query) for keys in candidates]
 
     @abstractmethod
