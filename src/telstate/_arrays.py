@@ -205,7 +205,8 @@ _BIN: dict[int, int] = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 def _gather(data: _Array, at: _Array, width: int) -> _Array:
     """Rows of `width` bytes starting at each of `at` (which must fit)."""
-    return data[at[:, None] + np.arange(width)]
+    rows: _Array = data[at[:, None] + np.arange(width)]
+    return rows
 
 
 def _bulk(data: _Array, ends: _Array, decode: Callable[[bytes], Any]) -> _Array | None:
