@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
+import gc
 import math
 import struct
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telstate import decode_value, encode_value
-from telstate._ranges import resolve_range
+from telstate._ranges import pack_timestamp, resolve_range
 from telstate._samples import SampleBatch, SampleStore, decode_batch
 
 timestamps = st.one_of(
@@ -147,3 +152,70 @@ def test_store_insert_out_of_order_keeps_offsets() -> None:
     batch = store.query(resolve_range(0, None, None, False))
     assert [t for _, t in decode_batch(batch)] == [float(i) for i in range(1, 1001)]
     assert [v for v, _ in decode_batch(batch)] == ["x" * (i % 7) for i in range(1, 1001)]
+
+
+# --------------------------------------------------------------------------- the collector
+
+
+def _mixed_batch(n: int) -> SampleBatch:
+    """A batch of values of several sizes (decoded one by one), n >= 10 000."""
+    members = [pack_timestamp(float(i)) + encode_value("x" * (i % 7)) for i in range(n)]
+    return SampleBatch.from_members(members)
+
+
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, ...]]:
+    saved, enabled = gc.get_threshold(), gc.isenabled()
+    yield saved
+    gc.set_threshold(*saved)
+    if enabled:
+        gc.enable()
+
+
+def test_big_decode_pauses_and_restores_young_collections(thresholds: tuple[int, ...]) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def decode(data: bytes) -> Any:
+        if not seen:
+            seen.append(gc.get_threshold())
+        return decode_value(data)
+
+    assert len(decode_batch(_mixed_batch(10_000), decode)) == 10_000
+    assert seen[0][0] > 10**6  # paused while it ran
+    assert gc.get_threshold() == thresholds and gc.isenabled()
+
+
+def test_big_decode_leaves_a_program_s_own_gc_settings(thresholds: tuple[int, ...]) -> None:
+    gc.disable()
+    decode_batch(_mixed_batch(10_000))
+    assert not gc.isenabled() and gc.get_threshold() == thresholds
+    gc.enable()
+
+    # Thresholds the program sets while a decode runs are the ones it keeps
+    def decode(data: bytes) -> Any:
+        gc.set_threshold(1234, 5, 6)
+        return decode_value(data)
+
+    decode_batch(_mixed_batch(10_000), decode)
+    assert gc.get_threshold() == (1234, 5, 6) and gc.isenabled()
+
+    # ... and so is the collector's switch, turned off while a decode runs
+    def switch_off(data: bytes) -> Any:
+        gc.disable()
+        return decode_value(data)
+
+    decode_batch(_mixed_batch(10_000), switch_off)
+    assert not gc.isenabled()
+
+
+def test_concurrent_big_decodes_restore_the_collector_once(thresholds: tuple[int, ...]) -> None:
+    batch = _mixed_batch(20_000)
+    barrier = threading.Barrier(4)
+
+    def work() -> int:
+        barrier.wait(10)
+        return len(decode_batch(batch))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda _: work(), range(4))) == [20_000] * 4
+    assert gc.get_threshold() == thresholds and gc.isenabled()

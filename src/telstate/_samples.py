@@ -25,8 +25,10 @@ numpy and converts every value in one call, falling back to one
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import itertools
+import threading
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -261,16 +263,52 @@ def decode_batch(
     n = len(batch.times)
     if n == 1:
         return [(decode(batch.data), batch.times[0])]
-    if n < 10_000 or not gc.isenabled():
+    if n < 10_000:
         return _decode_batch(batch, n, decode)
-    # Every new tuple is tracked by the cyclic garbage collector, which would run
-    # hundreds of times while a big result is built, for nothing: the tuples hold
-    # only values and floats.  Pause it meanwhile.
-    gc.disable()
+    with _young_collections_paused():
+        return _decode_batch(batch, n, decode)
+
+
+# Every new tuple is tracked by the cyclic garbage collector, whose young-generation
+# collections would run hundreds of times while a big result is built, for nothing:
+# the tuples hold only values and floats.  Measured on 1 M floats: +9 % time on
+# Python 3.11, +35 % on 3.12, +32 % on 3.13 with them running.  So a big decode pauses
+# them, without touching the interpreter's on/off switch (gc.disable), which a program
+# may use for its own reasons: it raises the young-generation threshold to _PAUSED and
+# puts the old thresholds back when the last concurrent decode ends, unless the program
+# changed the thresholds meanwhile (then its setting stands).  A program that turned
+# collection off (gc.disable, or a threshold of 0) is left alone.  Explicit
+# gc.collect() calls work as ever.
+_PAUSED = 1 << 30
+_pause_lock = threading.Lock()
+_pauses = 0
+_saved_thresholds: tuple[int, ...] = ()
+
+
+@contextlib.contextmanager
+def _young_collections_paused() -> Iterator[None]:
+    global _pauses, _saved_thresholds
+    with _pause_lock:
+        if _pauses == 0:
+            thresholds = gc.get_threshold()
+            if not gc.isenabled() or thresholds[0] == 0:  # collection is off: leave it
+                joined = False
+            else:
+                _saved_thresholds = thresholds
+                gc.set_threshold(_PAUSED, *thresholds[1:])
+                joined = True
+        else:
+            joined = True
+        if joined:
+            _pauses += 1
     try:
-        return _decode_batch(batch, n, decode)
+        yield
     finally:
-        gc.enable()
+        if joined:
+            with _pause_lock:
+                _pauses -= 1
+                if _pauses == 0 and gc.get_threshold()[0] == _PAUSED:
+                    gc.set_threshold(*_saved_thresholds)
 
 
 def _decode_batch(
