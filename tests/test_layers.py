@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
         "telstate.aio.redis",
     ),
     ("telstate._redis", "telstate.rdb._"),
+    ("telstate._arrays", "telstate._reply", "telstate._decimate"),
     ("telstate._samples", "telstate._updates"),
     ("telstate._codec", "telstate._ranges", "telstate._keys", "telstate._namespaces"),
     ("telstate._errors", "telstate._deadline", "telstate._glob", "telstate._version"),
@@ -104,13 +105,22 @@ def _graph() -> dict[str, dict[str, int]]:
 
 
 def _layer(module: str) -> int:
-    best = (-1, len(LAYERS))  # (length of the matching prefix, layer)
+    """The layer of `module`: the longest entry of LAYERS naming it or a package holding it.
+
+    ``telstate`` names the package's ``__init__`` only, and an entry ending in ``_`` (like
+    ``telstate.rdb._``) names every module whose name starts with it.
+    """
+    best = (-1, len(LAYERS))  # (length of the matching entry, -layer)
     for i, layer in enumerate(LAYERS):
-        for prefix in layer:
-            if (module == prefix or module.startswith(prefix.rstrip("_") + ".")) or (
-                prefix.endswith("_") and module.startswith(prefix)
-            ):
-                best = max(best, (len(prefix), -i))
+        for entry in layer:
+            if entry.endswith("_"):
+                hit = module.startswith(entry)
+            elif entry == "telstate":
+                hit = module == entry
+            else:
+                hit = module == entry or module.startswith(entry + ".")
+            if hit:
+                best = max(best, (len(entry), -i))
     assert best[0] >= 0, f"{module} is in no layer: add it to LAYERS"
     return -best[1]
 
