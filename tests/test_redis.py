@@ -129,7 +129,9 @@ def test_keys_scans_delete_unlinks_clear_is_async(redis_client: redis.Redis) -> 
     assert ts.keys() == []
 
 
-def test_view_reads_take_one_round_trip(redis_client: redis.Redis) -> None:
+def test_view_reads_take_one_round_trip(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ts = TelescopeState(RedisBackend(redis_client))
     ts["x"] = 1
     ts.add("s", 1.0, ts=1.0)
@@ -144,16 +146,18 @@ def test_view_reads_take_one_round_trip(redis_client: redis.Redis) -> None:
     )
     for read in reads:
         read()  # the first call of a script also loads it into the server
-    # Round trips, counted where the backend sends: one batch of commands per read.
-    transport = ts.backend._transport  # type: ignore[attr-defined]
+    # Round trips, counted where the transport sends: one batch of commands per read.
+    from telstate._redis import sync
+
     sends: list[int] = []
-    original = transport._exchange
+    for cls in (sync.SocketConnection, sync.ClientConnection):
+        original = cls.exchange
 
-    def counting(effect: Any) -> list[object]:
-        sends.append(effect.count)
-        return original(effect)  # type: ignore[no-any-return]
+        def counting(self: Any, payload: bytes, count: int, original: Any = original) -> Any:
+            sends.append(count)
+            return original(self, payload, count)
 
-    transport._exchange = counting
+        monkeypatch.setattr(cls, "exchange", counting)
     for read in reads:
         sends.clear()
         read()

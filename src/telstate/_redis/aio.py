@@ -50,6 +50,8 @@ from .session import (
     Scripts,
     check_handshake,
     discover,
+    first_try,
+    first_try_answered,
     handshake_commands,
 )
 
@@ -364,6 +366,18 @@ class AsyncTransport(TransportState):
 
     async def run(self, commands: Sequence[Command], *, writes: bool = False) -> list[Any]:
         """Replies to `commands` (the plan of :meth:`.base.TransportState.call`)."""
+        self._start()
+        quick = first_try(self.topology, self.scripts, commands, writes)
+        if quick is not None and not self._closed:
+            node, payload = quick
+            try:
+                connection = await self._connection(node)
+                replies = await connection.exchange(payload, len(commands))
+            except rules.Failure:
+                pass  # the plan below retries
+            else:
+                if first_try_answered(replies):
+                    return replies
         return await self.drive(self.call(commands, writes))
 
     async def drive(self, plan: Plan[_T]) -> _T:

@@ -41,6 +41,8 @@ __all__ = [
     "Pause",
     "Targeted",
     "Transaction",
+    "first_try",
+    "first_try_answered",
     "Plan",
     "Script",
     "Scripts",
@@ -491,6 +493,35 @@ def call(
                 )
             raise _final_error(topology, problem)
         yield Pause(pause)
+
+
+def first_try(
+    topology: Topology, scripts: Scripts, commands: Sequence[Command], writes: bool
+) -> tuple[Node, bytes] | None:
+    """The one exchange that answers `commands` when all is well, or None.
+
+    The common case of :func:`call`, which the drivers run without its plan: one
+    server whose primary is known, plain commands and scripts, no ``WAIT``.  The
+    replies stand if :func:`first_try_answered` says so; otherwise the driver runs
+    :func:`call`, which sends the commands again (they are idempotent) and applies
+    every rule.
+    """
+    node = topology.primary
+    if node is None or topology.cluster is not None or (writes and topology.config.min_replicas):
+        return None
+    if not _simple(commands):
+        return None
+    return node, pack(scripts.expand(command) for command in commands)  # type: ignore[arg-type]
+
+
+def first_try_answered(replies: Sequence[Any]) -> bool:
+    """Whether the replies of :func:`first_try` stand: no error reply, even nested."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            return False
+        if type(reply) is list and any(isinstance(item, BaseException) for item in reply):
+            return False
+    return True
 
 
 def _assemble(

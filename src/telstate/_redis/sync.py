@@ -60,6 +60,8 @@ from .session import (
     Scripts,
     check_handshake,
     discover,
+    first_try,
+    first_try_answered,
     handshake_commands,
 )
 
@@ -296,7 +298,29 @@ class SyncTransport(TransportState):
 
     def run(self, commands: Sequence[Command], *, writes: bool = False) -> list[Any]:
         """Replies to `commands` (the plan of :meth:`.base.TransportState.call`)."""
+        quick = first_try(self.topology, self.scripts, commands, writes)
+        if quick is not None and not self._closed:
+            replies = self._try(*quick, len(commands))
+            if replies is not None and first_try_answered(replies):
+                return replies
         return self.drive(self.call(commands, writes))
+
+    def _try(self, node: Node, payload: bytes, count: int) -> list[Any] | None:
+        """One exchange, or None if it failed (:meth:`run` then runs the whole plan)."""
+        try:
+            connection = self._checkout(node)
+        except rules.Failure:
+            return None
+        try:
+            replies = connection.exchange(payload, count)
+        except rules.Failure:
+            self._discard(connection)
+            return None
+        except BaseException:
+            self._discard(connection)  # interrupted mid-reply: the stream is unusable
+            raise
+        self._checkin(connection)
+        return replies
 
     def drive(self, plan: Plan[_T]) -> _T:
         """Run a plan to its end."""
