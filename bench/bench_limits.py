@@ -195,6 +195,29 @@ def _pubsub_floor(server: RedisServer, waits: int) -> float:
     return statistics.median(latencies)
 
 
+def _queue_floor(waits: int) -> float:
+    """A bare thread handoff: put into a queue.SimpleQueue that another thread waits on."""
+    import queue
+
+    latencies = []
+    for _ in range(waits):
+        handoff: queue.SimpleQueue[float] = queue.SimpleQueue()
+        woke: list[float] = []
+
+        def take(q: queue.SimpleQueue[float] = handoff, woke: list[float] = woke) -> None:
+            q.get(timeout=10)
+            woke.append(time.perf_counter())
+
+        thread = threading.Thread(target=take, daemon=True)
+        thread.start()
+        time.sleep(0.01)
+        start = time.perf_counter()
+        handoff.put(start)
+        thread.join(10)
+        latencies.append(woke[0] - start)
+    return statistics.median(latencies)
+
+
 def wake_ups(server: RedisServer, waits: int, repeat: int) -> None:
     print("wait_key wake-up (write issued -> waiter returns)")
     endpoint = server.endpoint
@@ -221,10 +244,12 @@ def wake_ups(server: RedisServer, waits: int, repeat: int) -> None:
 
         tel = median_of(repeat, lambda: measure(telstate))
         kat = median_of(repeat, lambda: measure(katsdptelstate))
-        floor = ""
         if where == "redis":
             bare = median_of(repeat, lambda: _pubsub_floor(server, waits))
             floor = f"; bare redis-py publish->subscriber {bare * 1e3:.3f} ms ({tel / bare:.2f}x)"
+        else:
+            bare = median_of(repeat, lambda: _queue_floor(waits))
+            floor = f"; bare thread handoff (SimpleQueue) {bare * 1e3:.3f} ms ({tel / bare:.2f}x)"
         row(
             f"wait_key wake-up, {where}",
             f"{tel * 1e3:.3f} ms",
