@@ -51,12 +51,7 @@ def sensor_samples(
         If `key` is missing or not a sensor, or `et` is before `st`.
     """
     _check_sensor(ts, key, source, st, et)
-    return ts.get_range(
-        key,
-        st=0.0 if st is None else st,
-        et=et,
-        include_previous=include_previous and st is not None,
-    )
+    return ts.get_range(key, **_bounds(st, et, include_previous))
 
 
 def sensor_arrays(
@@ -69,12 +64,16 @@ def sensor_arrays(
 ) -> SampleArrays:
     """:func:`sensor_samples` as numpy arrays (``get_range_arrays``)."""
     _check_sensor(ts, key, source, st, et)
-    return ts.get_range_arrays(
-        key,
-        st=0.0 if st is None else st,
-        et=et,
-        include_previous=include_previous and st is not None,
-    )
+    return ts.get_range_arrays(key, **_bounds(st, et, include_previous))
+
+
+def _bounds(st: float | None, et: float | None, include_previous: bool) -> dict[str, Any]:
+    """The command's window as get_range's arguments: every sample by default."""
+    return {
+        "st": 0.0 if st is None else st,
+        "et": et,
+        "include_previous": include_previous and st is not None,
+    }
 
 
 def _check_sensor(
