@@ -153,9 +153,11 @@ def test_view_reads_take_one_round_trip(
     for cls in (sync.SocketConnection, sync.ClientConnection):
         original = cls.exchange
 
-        def counting(self: Any, payload: bytes, count: int, original: Any = original) -> Any:
+        def counting(
+            self: Any, payload: bytes, count: int, *more: Any, original: Any = original
+        ) -> Any:
             sends.append(count)
-            return original(self, payload, count)
+            return original(self, payload, count, *more)
 
         monkeypatch.setattr(cls, "exchange", counting)
     for read in reads:

@@ -44,7 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._errors import DecodeError
-from ._samples import EMPTY_BATCH, SampleBatch
+from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
 
 __all__ = ["parse_members_reply"]
 
@@ -70,7 +70,8 @@ def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
     Returns
     -------
     SampleBatch
-        The samples in reply order, with numpy ``times`` and ``ends``.
+        The samples in reply order, with numpy ``times`` and ``ends`` (plain lists
+        for a small batch, as :meth:`SampleBatch.from_members` makes them).
 
     Raises
     ------
@@ -87,7 +88,10 @@ def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
     if len(buf) <= body:
         raise _malformed(f"array of {count} members is truncated")
     even = _even(buf, body, count)
-    return even if even is not None else _batch(buf, *_headers(buf, body, count))
+    batch = even if even is not None else _batch(buf, *_headers(buf, body, count))
+    if count <= _SMALL:  # small batches hold lists: Python floats, cheaper to index
+        return SampleBatch(_as_list(batch.times), batch.data, _as_list(batch.ends))
+    return batch
 
 
 def _array_header(head: bytes) -> tuple[int, int]:

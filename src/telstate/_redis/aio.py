@@ -52,6 +52,7 @@ from .session import (
     discover,
     first_try,
     first_try_answered,
+    first_try_failed,
     handshake_commands,
 )
 
@@ -373,8 +374,8 @@ class AsyncTransport(TransportState):
             try:
                 connection = await self._connection(node)
                 replies = await connection.exchange(payload, len(commands))
-            except rules.Failure:
-                pass  # the plan below retries
+            except rules.Failure as failure:
+                first_try_failed(self.topology, failure)  # else the plan below retries
             else:
                 if first_try_answered(replies):
                     return replies

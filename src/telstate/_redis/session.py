@@ -43,6 +43,7 @@ __all__ = [
     "Transaction",
     "first_try",
     "first_try_answered",
+    "first_try_failed",
     "Plan",
     "Script",
     "Scripts",
@@ -74,11 +75,16 @@ class Node:
 
 @dataclass(slots=True)  # not frozen: made on every call, it must be cheap to make
 class Exchange:
-    """Effect: send `payload` to `node`, reply with the first `count` replies."""
+    """Effect: send `payload` to `node`, reply with the first `count` replies.
+
+    With `bulk`, the payload is one sensor-read transaction (:class:`Transaction`
+    with ``bulk``): a connection that can may deliver its members array raw.
+    """
 
     node: Node
     payload: bytes
     count: int
+    bulk: bool = False
 
 
 @dataclass(slots=True)
@@ -112,9 +118,14 @@ class Script(NamedTuple):
 
 class Transaction(NamedTuple):
     """Commands run atomically (MULTI ... EXEC) on one node; the reply is EXEC's (or the
-    first error a command met while being queued)."""
+    first error a command met while being queued).
+
+    `bulk` marks a sensor read, ``TYPE key`` then ``ZRANGEBYLEX key ...``: sent alone,
+    its members may come back as a ``resp.RawArray`` rather than a list.
+    """
 
     commands: Sequence[Sequence[Any]]
+    bulk: bool = False
 
 
 class Targeted(NamedTuple):
@@ -455,18 +466,19 @@ def call(
         payload += pack([("WAIT", need, WAIT_MS)])
     clock: rules.RetryClock | None = None  # made at the first failure
     expected = count + (1 if need else 0)
+    bulk = not need and len(commands) == 1 and type(commands[0]) is Transaction and commands[0].bulk
     while True:
         node = topology.primary
         try:
             if node is None:
                 node = yield from discover(topology)
-            replies = yield Exchange(node, payload, expected)
+            replies = yield Exchange(node, payload, expected, bulk)
             if any(_noscript(reply) for reply in replies[:count]):
                 # A restarted server or a new primary: load the scripts, send again (once
                 # per attempt; a server that keeps forgetting them is retried as failing)
                 loaded = yield Exchange(node, scripts.load_payload, len(scripts.texts))
                 _check_loaded(loaded)
-                replies = yield Exchange(node, payload, expected)
+                replies = yield Exchange(node, payload, expected, bulk)
             _check_replies(replies[:count])
             if need:
                 _check_acknowledged(replies[count], need)
@@ -512,6 +524,12 @@ def first_try(
     if not _simple(commands):
         return None
     return node, pack(scripts.expand(command) for command in commands)  # type: ignore[arg-type]
+
+
+def first_try_failed(topology: Topology, failure: rules.Failure) -> None:
+    """After :func:`first_try` failed: raise what :func:`call` would, unless it would retry."""
+    if not _may_retry(topology, failure, True):
+        raise _final_error(topology, failure)
 
 
 def first_try_answered(replies: Sequence[Any]) -> bool:

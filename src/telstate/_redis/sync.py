@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import redis
 
 from .. import _deadline
@@ -49,7 +50,16 @@ from .hub import (
     channels_of,
     sentinel_event,
 )
-from .resp import ProtocolError, Reader, pack
+from .resp import (
+    BulkLayout,
+    ProtocolError,
+    RawArray,
+    Reader,
+    bulk_layout,
+    bulk_read_prefix,
+    members_regular,
+    pack,
+)
 from .session import (
     Command,
     Exchange,
@@ -62,6 +72,7 @@ from .session import (
     discover,
     first_try,
     first_try_answered,
+    first_try_failed,
     handshake_commands,
 )
 
@@ -96,10 +107,59 @@ class SocketConnection:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def exchange(self, payload: bytes, count: int) -> list[Any]:
-        """Send `payload`, return `count` replies."""
+    def exchange(self, payload: bytes, count: int, bulk: bool = False) -> list[Any]:
+        """Send `payload`, return `count` replies.
+
+        With `bulk` (a sensor read: see ``resp.bulk_read_prefix``), the members array
+        of a successful read comes back raw, as a ``RawArray``.
+        """
         self.send(payload)
+        return self._receive_bulk(count) if bulk else self.receive(count)
+
+    def _receive_bulk(self, count: int) -> list[Any]:
+        prefix = bulk_read_prefix(count)
+        data = bytearray()
+        while (layout := bulk_layout(data, prefix)) is None:
+            data += self._recv_some()
+        if layout is False:
+            return self._hand_over(data, count)
+        assert isinstance(layout, BulkLayout)
+        if len(data) > layout.end:  # more than one read's worth of replies: not ours
+            return self._hand_over(data, count)
+        replies = bytearray(layout.end)
+        replies[: len(data)] = data
+        received = len(data)
+        view = memoryview(replies)
+        octets = np.frombuffer(replies, np.uint8)
+        checked = members_regular(octets, layout, layout.first, received)
+        while checked is not None and received < layout.end:
+            received += self._recv_into(view[received:])
+            checked = members_regular(octets, layout, checked, received)
+        if checked is None:  # members of several lengths: hiredis parses them
+            return self._hand_over(view[:received], count)
+        kind = b"zset"
+        members = RawArray(view[layout.start :])
+        return [b"OK", *([b"QUEUED"] * (count - 2)), [kind, members]]
+
+    def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
+        """Replies received raw that are parsed as usual after all."""
+        self.reader.feed(bytes(data))
         return self.receive(count)
+
+    def _recv_some(self) -> bytes:
+        size = self._recv_into(memoryview(self.buffer))
+        return bytes(self.buffer[:size])
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            size = self.sock.recv_into(view)
+        except TimeoutError:
+            raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
+        except OSError as exc:
+            raise rules.Dropped(f"connection to {self.node} lost: {exc}") from exc
+        if not size:
+            raise rules.Dropped(f"{self.node} closed the connection")
+        return size
 
     def receive(self, count: int) -> list[Any]:
         """The next `count` replies."""
@@ -119,14 +179,7 @@ class SocketConnection:
             raise rules.Dropped(f"sending to {self.node} failed: {exc}") from exc
 
     def _receive(self) -> None:
-        try:
-            size = self.sock.recv_into(self.buffer)
-        except TimeoutError:
-            raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
-        except OSError as exc:
-            raise rules.Dropped(f"connection to {self.node} lost: {exc}") from exc
-        if not size:
-            raise rules.Dropped(f"{self.node} closed the connection")
+        size = self._recv_into(memoryview(self.buffer))
         self.reader.feed(self.buffer, 0, size)
 
     def read(self, timeout: float, wake: socket.socket | None = None) -> list[Any]:
@@ -185,7 +238,7 @@ class ClientConnection:
     def fileno(self) -> None:
         return None
 
-    def exchange(self, payload: bytes, count: int) -> list[Any]:
+    def exchange(self, payload: bytes, count: int, bulk: bool = False) -> list[Any]:
         self.send(payload)
         return self.receive(count)
 
@@ -309,12 +362,14 @@ class SyncTransport(TransportState):
         """One exchange, or None if it failed (:meth:`run` then runs the whole plan)."""
         try:
             connection = self._checkout(node)
-        except rules.Failure:
+        except rules.Failure as failure:
+            first_try_failed(self.topology, failure)
             return None
         try:
             replies = connection.exchange(payload, count)
-        except rules.Failure:
+        except rules.Failure as failure:
             self._discard(connection)
+            first_try_failed(self.topology, failure)
             return None
         except BaseException:
             self._discard(connection)  # interrupted mid-reply: the stream is unusable
@@ -347,7 +402,7 @@ class SyncTransport(TransportState):
             raise self.closed_error()
         connection = self._checkout(effect.node)
         try:
-            replies = connection.exchange(effect.payload, effect.count)
+            replies = connection.exchange(effect.payload, effect.count, effect.bulk)
         except BaseException:
             self._discard(connection)  # interrupted mid-reply: the stream is unusable
             raise

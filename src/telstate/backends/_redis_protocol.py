@@ -30,8 +30,10 @@ from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._redis.cluster import Each, key_slot, slot_groups
+from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
+from .._reply import parse_members_reply
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -253,8 +255,11 @@ def range_hit(
             if per_key > 1:
                 return i, wrong_type(key, KeyType.MUTABLE, key_type)
             return i, EMPTY_BATCH
+        parts = replies[i * per_key + 1 : (i + 1) * per_key]
+        if len(parts) == 1 and type(parts[0]) is RawArray:  # as the server sent it
+            return i, parse_members_reply(parts[0].data)
         members: list[bytes] = []
-        for reply in replies[i * per_key + 1 : (i + 1) * per_key]:
+        for reply in parts:
             members.extend(answer(reply, key))
         return i, SampleBatch.from_members(members)
     return None
@@ -617,7 +622,9 @@ def get_range_plan(
     keys: Sequence[bytes], query: RangeQuery, cluster: bool = False
 ) -> Plan[SampleBatch | None]:
     if len(keys) == 1 or not cluster:
-        replies = yield Batch([Transaction(range_commands(keys, query))])
+        # One sensor's samples: the connection may hand its members over raw
+        bulk = len(keys) == 1 and query.scan and not query.previous
+        replies = yield Batch([Transaction(range_commands(keys, query), bulk)])
         return parse_range(keys, query, answer(replies[0]))
 
     def hit(key: bytes, reply: Any) -> Any:

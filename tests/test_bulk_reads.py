@@ -1,0 +1,183 @@
+"""Sensor reads whose members come over the socket raw (``resp.RawArray``), parsed by numpy.
+
+A read of one sensor's samples on one server is a MULTI / TYPE / ZRANGEBYLEX / EXEC
+transaction; when its replies have the shape of a successful read with members of one
+length, the sync socket connection keeps the members array as bytes and
+``telstate._reply`` parses it, checking each header as it arrives.  Any other shape
+(another type, no key, members of several lengths, an error) is handed to hiredis.  The
+results must be the same either way: these tests compare them with the members as
+redis-py reads them, and count which reads took the raw path.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from telstate import ImmutableKeyError, TelescopeState
+from telstate._redis import resp
+from telstate.backends import _redis_protocol as proto
+
+from .servers import RedisServer
+
+
+def member(t: float, value: bytes) -> bytes:
+    return struct.pack(">d", t) + value
+
+
+@pytest.fixture
+def own(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[TelescopeState]:
+    """telstate on its own sockets (redis_client has emptied the server)."""
+    ts = TelescopeState(f"unix://{redis_server.socket_path}")
+    try:
+        yield ts
+    finally:
+        ts.backend.close()
+
+
+def as_redis_py_reads(client: redis.Redis, key: str) -> list[tuple[bytes, float]]:
+    """A sensor's samples, encoded, from the members redis-py (hiredis) parses."""
+    members = client.zrangebylex(key, "-", "+")
+    return [(m[8:], struct.unpack(">d", m[:8])[0]) for m in members]
+
+
+@pytest.fixture
+def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many members arrays were parsed raw (one count each)."""
+    seen: list[int] = []
+    original = proto.parse_members_reply
+
+    def counting(data: Any) -> Any:
+        batch = original(data)
+        seen.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(proto, "parse_members_reply", counting)
+    return seen
+
+
+def _fill(client: redis.Redis, key: str, members: list[bytes]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(members), 5000):
+        pipe.zadd(key, dict.fromkeys(members[start : start + 5000], 0))
+    pipe.execute()
+
+
+def test_a_big_float_sensor_is_read_raw(
+    own: TelescopeState, redis_client: redis.Redis, raw_parses: list[int]
+) -> None:
+    n = 200_000  # ~5 MB: many reads from the socket
+    _fill(
+        redis_client,
+        "s",
+        [member(1e9 + i, b"\xff\xcb" + struct.pack(">d", i * 0.5)) for i in range(n)],
+    )
+    values, stamps = own.get_range_arrays("s", st=0)
+    assert raw_parses == [n]
+    assert values.dtype == np.float64 and values[12345] == 12345 * 0.5
+    assert stamps[0] == 1e9 and stamps[-1] == 1e9 + n - 1
+    assert own.get_range("s", st=1e9 + 10, et=1e9 + 13) == [
+        (5.0, 1e9 + 10),
+        (5.5, 1e9 + 11),
+        (6.0, 1e9 + 12),
+    ]
+    expected = as_redis_py_reads(redis_client, "s")
+    assert own.get_range("s", st=0, return_encoded=True) == expected and len(expected) == n
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [3] * 50 + [4],  # the last member longer than the first
+        [4] + [3] * 50,  # the first longer than the rest
+        [3] * 20 + [9] + [3] * 20,  # one in the middle
+        [3] * 30_000 + [1],  # the odd one at the end of a reply of many reads
+        list(range(1, 32)),  # all different
+    ],
+    ids=["last-longer", "first-longer", "middle", "late", "all"],
+)
+def test_members_of_several_lengths_are_parsed_by_hiredis(
+    own: TelescopeState, redis_client: redis.Redis, raw_parses: list[int], lengths: list[int]
+) -> None:
+    members = [
+        member(float(i), b"\xff" + bytes([0xA0 + n]) + b"x" * n) for i, n in enumerate(lengths)
+    ]
+    _fill(redis_client, "strings", members)
+    got = own.get_range("strings", st=0, return_encoded=True)
+    assert raw_parses == []  # noticed, and handed over
+    assert got == as_redis_py_reads(redis_client, "strings")
+    assert [len(value) - 2 for value, _ in got] == lengths
+
+
+def test_reads_of_every_other_shape(
+    own: TelescopeState, redis_client: redis.Redis, raw_parses: list[int]
+) -> None:
+    own.add("one", 1.5, ts=1.0)
+    assert own.get_range("one", st=0) == [(1.5, 1.0)]
+    assert raw_parses == [1]
+    assert own.get_range("one", st=5) == [] and raw_parses == [1, 0]  # *0: an empty array
+    with pytest.raises(KeyError):
+        own.get_range("absent", st=0)
+    own["attr"] = 1
+    with pytest.raises(ImmutableKeyError):
+        own.get_range("attr", st=0)
+    own.set_indexed("idx", "a", 1)
+    with pytest.raises(ImmutableKeyError):
+        own.get_range_arrays("idx", st=0)
+    # Previous samples and views take the parsed path
+    own.add("one", 2.5, ts=2.0)
+    assert own.get_range("one", st=2, include_previous=True) == [(1.5, 1.0), (2.5, 2.0)]
+    assert raw_parses == [1, 0]
+    # Binary members holding "$18\r\n" and "\r\n" are members like any other
+    tricky = [member(float(i), b"\xff\xc4\x06$18\r\n\r") for i in range(100)]
+    _fill(redis_client, "tricky", tricky)
+    assert own.get_range("tricky", st=0, return_encoded=True) == [
+        (b"\xff\xc4\x06$18\r\n\r", float(i)) for i in range(100)
+    ]
+
+
+def test_bulk_layout_rules() -> None:
+    prefix = resp.bulk_read_prefix(4)
+    assert prefix == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n"
+    assert resp.bulk_layout(b"+OK\r\n+QUE", prefix) is None  # more bytes needed
+    assert resp.bulk_layout(b"+OK\r\n-ERR", prefix) is False
+    assert resp.bulk_layout(prefix.replace(b"zset", b"none") + b"*0\r\n", prefix) is False
+    assert resp.bulk_layout(prefix + b"*12", prefix) is None
+    assert resp.bulk_layout(prefix + b"-WRONGTYPE x\r\n", prefix) is False
+    empty = resp.bulk_layout(prefix + b"*0\r\n", prefix)
+    assert (
+        isinstance(empty, resp.BulkLayout) and empty.members == 0 and empty.end == len(prefix) + 4
+    )
+    layout = resp.bulk_layout(prefix + b"*3\r\n$10\r\n", prefix)
+    assert isinstance(layout, resp.BulkLayout)
+    assert layout.head == b"$10\r\n" and layout.stride == 17 and layout.members == 3
+    assert layout.end == len(prefix) + 4 + 3 * 17
+
+
+def test_members_regular_checks_each_header_as_it_arrives() -> None:
+    prefix = resp.bulk_read_prefix(4)
+    body = b"".join(b"$10\r\n" + bytes([i]) * 10 + b"\r\n" for i in range(5))
+    data = bytearray(prefix + b"*5\r\n" + body)
+    layout = resp.bulk_layout(data, prefix)
+    assert isinstance(layout, resp.BulkLayout)
+    octets = np.frombuffer(data, np.uint8)
+    first, stride = layout.first, layout.stride
+    # Checked up to the end of the last whole member received
+    assert resp.members_regular(octets, layout, first, first + 20) == first + stride
+    assert resp.members_regular(octets, layout, first + stride, len(data)) == len(data)
+    broken = bytearray(data)
+    broken[first + 2 * stride + 2] = ord("1")  # "$11": another length
+    octets = np.frombuffer(broken, np.uint8)
+    assert resp.members_regular(octets, layout, first, len(data)) is None
+    # ... noticed as soon as that header has arrived, before the member's end
+    assert resp.members_regular(octets, layout, first, first + 2 * stride + 5) is None
+    assert resp.members_regular(octets, layout, first, first + 2 * stride + 2) == first + 2 * stride
+    broken = bytearray(data)
+    broken[first + stride - 1] = 0  # a member without its \r\n
+    octets = np.frombuffer(broken, np.uint8)
+    assert resp.members_regular(octets, layout, first, len(data)) is None
