@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from telstate import TelescopeState
 from telstate._demo import build_demo
+from telstate.cli import main
 from telstate.web._listing import key_id
 from telstate.web._server import CSP, Site, make_app
 
@@ -175,3 +182,56 @@ def test_events_of_a_static_source() -> None:
     ts = TelescopeState()
     build_demo(ts, n_antennas=1, duration=60)
     _run(test, ts)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_serve_refuses_bad_ports_and_a_missing_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["serve", "demo", "--port", "70000"]) == 1
+    assert "--port: 70000 is not a port number" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "demo", "--port", str(port)]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if the web extra were absent
+    assert main(["serve", "demo"]) == 1
+    assert "pip install 'telstate[web]'" in capsys.readouterr().err
+
+
+def test_serve_warns_when_not_on_loopback_and_stops_on_ctrl_c() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "telstate",
+        "serve",
+        "demo",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+    ]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            warning = process.stderr.readline()
+            assert "warning: serving on 0.0.0.0" in warning and "no password" in warning
+            started = process.stdout.readline()
+            assert started.startswith("serving demo on http://0.0.0.0:")
+            address = started.split(" on ", 1)[1].split(" ", 1)[0]
+            port = int(address.rsplit(":", 1)[1].rstrip("/"))
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                assert conn.recv(100).startswith(b"HTTP/1.")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
