@@ -182,8 +182,8 @@ def refused_once(admin: redis.Redis, kind: str | None) -> Iterator[None]:
     def denials() -> int:
         if kind is None:
             return int(admin.info("stats")["total_connections_received"])
-        entries = admin.execute_command("ACL", "LOG", "128")
-        return sum(int(entry[b"count"]) for entry in entries if entry[b"reason"] == kind.encode())
+        entries = admin.acl_log(count=128)
+        return sum(int(entry["count"]) for entry in entries if entry["reason"] == kind)
 
     before = denials()
     yield
