@@ -44,6 +44,7 @@ __all__ = [
     "describe",
     "encode_sub_key",
     "make_indexed_write",
+    "make_sample",
     "make_write",
     "range_arrays",
     "range_result",
@@ -179,15 +180,18 @@ def decode_found(found: Found, return_encoded: bool) -> Any:
     return decode_payload(payload)
 
 
+def make_sample(value: Any, ts: float | None, encoding: bytes) -> tuple[bytes, float]:
+    """Validate and encode a sensor sample: its value's bytes and its timestamp (default now)."""
+    return encode_value(value, encoding), time.time() if ts is None else check_timestamp(ts)
+
+
 def make_write(
     full_key: bytes, value: Any, ts: float | None, immutable: bool, encoding: bytes
 ) -> Write:
     """Validate and encode one ``add`` into a :class:`Write` (nothing is written yet)."""
-    encoded = encode_value(value, encoding)
     if immutable:
-        return Write(KeyType.IMMUTABLE, full_key, encoded)
-    timestamp = time.time() if ts is None else check_timestamp(ts)
-    return Write(KeyType.MUTABLE, full_key, encoded, timestamp)
+        return Write(KeyType.IMMUTABLE, full_key, encode_value(value, encoding))
+    return Write(KeyType.MUTABLE, full_key, *make_sample(value, ts, encoding))
 
 
 def make_indexed_write(full_key: bytes, sub_key: Any, value: Any, encoding: bytes) -> Write:

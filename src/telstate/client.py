@@ -26,6 +26,7 @@ from ._logic import (
     describe,
     encode_sub_key,
     make_indexed_write,
+    make_sample,
     make_write,
     range_arrays,
     range_result,
@@ -275,8 +276,13 @@ class TelescopeState(TelescopeStateBase[Backend]):
         EncodeError
             If `value` cannot be encoded.
         """
+        if not immutable:  # the hot path: a sample, which never conflicts
+            self._backend.add_mutable(self._write_key(key), *make_sample(value, ts, encoding))
+            return
         write = make_write(self._write_key(key), value, ts, immutable, encoding)
-        check_written(write, value, self._backend.write(write))
+        stored = self._backend.write(write)
+        if stored is not None:  # the key held a value already
+            check_written(write, value, stored)
 
     def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""
@@ -304,7 +310,9 @@ class TelescopeState(TelescopeStateBase[Backend]):
             If the sub-key holds a different value, or the key is not indexed.
         """
         write = make_indexed_write(self._write_key(key), sub_key, value, encoding)
-        check_written(write, value, self._backend.write(write))
+        stored = self._backend.write(write)
+        if stored is not None:  # an immutable or sub-key was there already
+            check_written(write, value, stored)
 
     def pipeline(self) -> Pipeline:
         """A batch of writes sent together when the ``with`` block ends.

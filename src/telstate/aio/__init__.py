@@ -30,6 +30,7 @@ from .._logic import (
     describe,
     encode_sub_key,
     make_indexed_write,
+    make_sample,
     make_write,
     range_arrays,
     range_result,
@@ -147,8 +148,13 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         encoding: bytes = ENCODING_DEFAULT,
     ) -> None:
         """Add a sensor sample or set an immutable (see :meth:`telstate.TelescopeState.add`)."""
+        if not immutable:  # the hot path: a sample, which never conflicts
+            await self._backend.add_mutable(self._write_key(key), *make_sample(value, ts, encoding))
+            return
         write = make_write(self._write_key(key), value, ts, immutable, encoding)
-        check_written(write, value, await self._backend.write(write))
+        stored = await self._backend.write(write)
+        if stored is not None:  # the key held a value already
+            check_written(write, value, stored)
 
     async def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""
@@ -159,7 +165,9 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
     ) -> None:
         """Set one sub-key of an indexed key (see :meth:`telstate.TelescopeState.set_indexed`)."""
         write = make_indexed_write(self._write_key(key), sub_key, value, encoding)
-        check_written(write, value, await self._backend.write(write))
+        stored = await self._backend.write(write)
+        if stored is not None:  # an immutable or sub-key was there already
+            check_written(write, value, stored)
 
     def pipeline(self) -> Pipeline:
         """A batch of writes sent together by ``async with`` (see the sync ``pipeline``)."""
