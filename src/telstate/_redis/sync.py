@@ -124,7 +124,7 @@ class SocketConnection:
         if layout is False:
             return self._hand_over(data, count)
         assert isinstance(layout, BulkLayout)
-        if len(data) > layout.end:  # more than one read's worth of replies: not ours
+        if len(data) > layout.end:  # bytes after the replies: not a plain read, hiredis judges
             return self._hand_over(data, count)
         replies = bytearray(layout.end)
         replies[: len(data)] = data
@@ -137,9 +137,8 @@ class SocketConnection:
             checked = members_regular(octets, layout, checked, received)
         if checked is None:  # members of several lengths: hiredis parses them
             return self._hand_over(view[:received], count)
-        kind = b"zset"
-        members = RawArray(view[layout.start :])
-        return [b"OK", *([b"QUEUED"] * (count - 2)), [kind, members]]
+        # What hiredis would have returned, with the members array left as bytes
+        return [b"OK", *([b"QUEUED"] * (count - 2)), [b"zset", RawArray(view[layout.start :])]]
 
     def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
         """Replies received raw that are parsed as usual after all."""
