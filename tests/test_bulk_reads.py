@@ -181,3 +181,38 @@ def test_members_regular_checks_each_header_as_it_arrives() -> None:
     broken[first + stride - 1] = 0  # a member without its \r\n
     octets = np.frombuffer(broken, np.uint8)
     assert resp.members_regular(octets, layout, first, len(data)) is None
+
+
+def test_many_sensors_in_one_exchange(
+    own: TelescopeState, redis_client: redis.Redis, raw_parses: list[int]
+) -> None:
+    # Plain sensors of several sizes, one of mixed lengths in the middle, then an absent
+    # key and a plain sensor again: each read raw where it can be, the rest by hiredis
+    for i in range(6):
+        _fill(
+            redis_client,
+            f"f{i}",
+            [member(float(t), b"\xff\xcb" + struct.pack(">d", t * i)) for t in range(3000 * i + 1)],
+        )
+    lengths = [3] * 40 + [5] + [3] * 40
+    _fill(
+        redis_client,
+        "mixed",
+        [member(float(t), b"\xff" + bytes([0xA0 + n]) + b"y" * n) for t, n in enumerate(lengths)],
+    )
+    _fill(redis_client, "last", [member(float(t), b"\xff\x07") for t in range(10)])
+    names = ["f0", "f1", "f2", "mixed", "absent", "f3", "f4", "f5", "last"]
+    got = own.get_ranges(names, st=0, arrays=True)
+    assert sorted(got) == sorted(set(names) - {"absent"})
+    for i in range(6):
+        assert got[f"f{i}"].values.tolist() == [float(t * i) for t in range(3000 * i + 1)]
+    assert [len(v) for v in got["mixed"].values] == lengths
+    assert got["last"].values.tolist() == [7] * 10
+    # the three before "mixed" were read raw; hiredis took over from there
+    assert raw_parses == [1, 3001, 6001]
+    # All plain: every one raw
+    raw_parses.clear()
+    plain = ["f1", "f5", "last"]
+    again = own.get_ranges(plain, st=0)
+    assert raw_parses == [3001, 15001, 10]
+    assert again["last"] == [(7, float(t)) for t in range(10)]

@@ -21,6 +21,7 @@ import hiredis
 import numpy as np
 
 __all__ = [
+    "BULK_READ_REPLIES",
     "BulkLayout",
     "ProtocolError",
     "RawArray",
@@ -138,6 +139,10 @@ class RawArray(NamedTuple):
     """A RESP array of bulk strings, as the server sent it (``*N\\r\\n$L\\r\\n...``)."""
 
     data: memoryview
+
+
+#: RESP replies of one sensor-read transaction: MULTI, TYPE, ZRANGEBYLEX, EXEC.
+BULK_READ_REPLIES = 4
 
 
 def bulk_read_prefix(count: int) -> bytes:

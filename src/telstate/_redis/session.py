@@ -77,8 +77,8 @@ class Node:
 class Exchange:
     """Effect: send `payload` to `node`, reply with the first `count` replies.
 
-    With `bulk`, the payload is one sensor-read transaction (:class:`Transaction`
-    with ``bulk``): a connection that can may deliver its members array raw.
+    With `bulk`, the payload is sensor-read transactions only (:class:`Transaction`
+    with ``bulk``): a connection that can may deliver their members arrays raw.
     """
 
     node: Node
@@ -466,7 +466,7 @@ def call(
         payload += pack([("WAIT", need, WAIT_MS)])
     clock: rules.RetryClock | None = None  # made at the first failure
     expected = count + (1 if need else 0)
-    bulk = not need and len(commands) == 1 and type(commands[0]) is Transaction and commands[0].bulk
+    bulk = not need and all(type(command) is Transaction and command.bulk for command in commands)
     while True:
         node = topology.primary
         try:

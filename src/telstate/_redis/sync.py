@@ -51,6 +51,7 @@ from .hub import (
     sentinel_event,
 )
 from .resp import (
+    BULK_READ_REPLIES,
     BulkLayout,
     ProtocolError,
     RawArray,
@@ -117,28 +118,46 @@ class SocketConnection:
         return self._receive_bulk(count) if bulk else self.receive(count)
 
     def _receive_bulk(self, count: int) -> list[Any]:
-        prefix = bulk_read_prefix(count)
-        data = bytearray()
+        """The replies of ``count // 4`` sensor-read transactions, members arrays raw."""
+        replies: list[Any] = []
+        data = bytearray()  # what has arrived and is not a reply yet
+        for _ in range(count // BULK_READ_REPLIES):
+            segment = self._bulk_segment(data)
+            if segment is None:  # not the shape of a plain read: hiredis parses the rest
+                return replies + self._hand_over(data, count - len(replies))
+            replies += segment
+        if data:  # bytes after the replies: not plain reads after all
+            raise rules.Dropped(f"{self.node} sent more than the replies of a read")
+        return replies
+
+    def _bulk_segment(self, data: bytearray) -> list[Any] | None:
+        """The replies of one read from the front of `data` (consumed), receiving as needed.
+
+        None if they do not have the shape of a plain read (`data` then holds all that
+        arrived of them, untouched).
+        """
+        prefix = bulk_read_prefix(BULK_READ_REPLIES)
         while (layout := bulk_layout(data, prefix)) is None:
             data += self._recv_some()
         if layout is False:
-            return self._hand_over(data, count)
+            return None
         assert isinstance(layout, BulkLayout)
-        if len(data) > layout.end:  # bytes after the replies: not a plain read, hiredis judges
-            return self._hand_over(data, count)
         replies = bytearray(layout.end)
-        replies[: len(data)] = data
-        received = len(data)
+        taken = min(len(data), layout.end)
+        replies[:taken] = data[:taken]
+        received = taken
         view = memoryview(replies)
         octets = np.frombuffer(replies, np.uint8)
         checked = members_regular(octets, layout, layout.first, received)
         while checked is not None and received < layout.end:
             received += self._recv_into(view[received:])
             checked = members_regular(octets, layout, checked, received)
-        if checked is None:  # members of several lengths: hiredis parses them
-            return self._hand_over(view[:received], count)
+        if checked is None:  # members of several lengths: give back what arrived
+            data[:taken] = view[:received]
+            return None
+        del data[:taken]
         # What hiredis would have returned, with the members array left as bytes
-        return [b"OK", *([b"QUEUED"] * (count - 2)), [b"zset", RawArray(view[layout.start :])]]
+        return [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(view[layout.start :])]]
 
     def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
         """Replies received raw that are parsed as usual after all."""

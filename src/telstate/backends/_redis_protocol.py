@@ -537,6 +537,12 @@ def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]
     return None if best is None else best[1]
 
 
+def _bulk(keys: Sequence[bytes], query: RangeQuery) -> bool:
+    """Whether a range read is a plain one (a TYPE and a ZRANGEBYLEX of one key), whose
+    members a connection may hand over raw."""
+    return len(keys) == 1 and query.scan and not query.previous
+
+
 def get_ranges_plan(
     candidates: Sequence[Sequence[bytes]], query: RangeQuery, cluster: bool = False
 ) -> Plan[list[SampleBatch | None]]:
@@ -549,7 +555,11 @@ def get_ranges_plan(
     simple = [i for i, keys in enumerate(candidates) if len(keys) == 1 or not cluster]
     results: list[SampleBatch | None] = [None] * len(candidates)
     if simple:
-        replies = yield Batch([Transaction(range_commands(candidates[i], query)) for i in simple])
+        reads = [
+            Transaction(range_commands(candidates[i], query), _bulk(candidates[i], query))
+            for i in simple
+        ]
+        replies = yield Batch(reads)
         for i, reply in zip(simple, replies, strict=True):
             results[i] = parse_range(candidates[i], query, answer(reply))
     for i, keys in enumerate(candidates):
@@ -622,9 +632,7 @@ def get_range_plan(
     keys: Sequence[bytes], query: RangeQuery, cluster: bool = False
 ) -> Plan[SampleBatch | None]:
     if len(keys) == 1 or not cluster:
-        # One sensor's samples: the connection may hand its members over raw
-        bulk = len(keys) == 1 and query.scan and not query.previous
-        replies = yield Batch([Transaction(range_commands(keys, query), bulk)])
+        replies = yield Batch([Transaction(range_commands(keys, query), _bulk(keys, query))])
         return parse_range(keys, query, answer(replies[0]))
 
     def hit(key: bytes, reply: Any) -> Any:
