@@ -303,23 +303,32 @@ def _read_array_header_3_0(fp: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dt
     return parsed
 
 
+# numpy reads a .npy header with ast.literal_eval, and CPython's AST construction keeps its
+# recursion depth in global state: before 3.11.8 / 3.12.1, two threads building ASTs at
+# once can fail with "AST constructor recursion depth mismatch" (CPython gh-106905).  The
+# headers are a few dozen bytes, so reading them one at a time costs nothing.
+_HEADER_LOCK = threading.Lock()
+
+
+def _read_npy_header(header: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype from the header of a .npy file (one thread at a time)."""
+    with _HEADER_LOCK:
+        version = _npy.read_magic(header)
+        if version == (1, 0):
+            return _npy.read_array_header_1_0(header)  # type: ignore[no-any-return]
+        if version == (2, 0):
+            return _npy.read_array_header_2_0(header)  # type: ignore[no-any-return]
+        if version == (3, 0):
+            # Not numpy.load: it allocates what the header claims before reading the data.
+            return _read_array_header_3_0(header)
+    raise DecodeError(f"unknown .npy format version {version}")
+
+
 def _decode_ndarray(data: bytes | memoryview) -> np.ndarray[Any, Any]:
     """Array from a .npy file held in `data`, with exactly one copy of the data."""
     header = io.BytesIO(data[: 65536 + 16] if len(data) > 65536 + 16 else data)
-    shape: tuple[int, ...]
-    fortran: bool
-    dtype: np.dtype[Any]
     try:
-        version = _npy.read_magic(header)
-        if version == (1, 0):
-            shape, fortran, dtype = _npy.read_array_header_1_0(header)
-        elif version == (2, 0):
-            shape, fortran, dtype = _npy.read_array_header_2_0(header)
-        elif version == (3, 0):
-            # Not numpy.load: it allocates what the header claims before reading the data.
-            shape, fortran, dtype = _read_array_header_3_0(header)
-        else:
-            raise DecodeError(f"unknown .npy format version {version}")
+        shape, fortran, dtype = _read_npy_header(header)
     except DecodeError:
         raise
     except Exception as exc:
