@@ -39,6 +39,7 @@ import redis
 
 import telstate
 from telstate._decimate import envelope, points_for_plot
+from telstate._redis.resp import pack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_redis import RedisServer
@@ -310,22 +311,27 @@ def arrays_memory(sizes: list[int], repeat: int) -> None:
         gc.collect()
 
 
-def _raw_zrange(server: RedisServer, key: bytes, n: int, member_size: int) -> float:
-    """Seconds for a plain socket to send ZRANGEBYLEX and receive the whole reply."""
-    assert server.port is not None
-    expected = len(b"*%d\r\n" % n) + n * (len(b"$%d\r\n" % member_size) + member_size + 2)
-    request = b"*4\r\n$11\r\nZRANGEBYLEX\r\n$%d\r\n%s\r\n$1\r\n-\r\n$1\r\n+\r\n" % (len(key), key)
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+def _plain_exchange(port: int, payload: bytes, expected: int) -> tuple[float, bytearray]:
+    """Seconds for a plain socket to send `payload` and receive `expected` bytes, and them."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
         buffer = bytearray(expected)
         view = memoryview(buffer)
         gc.collect()
         start = time.perf_counter()
-        sock.sendall(request)
+        sock.sendall(payload)
         got = 0
         while got < expected:
             got += sock.recv_into(view[got:])
-        seconds = time.perf_counter() - start
-    assert buffer.startswith(b"*%d\r\n" % n)
+        return time.perf_counter() - start, buffer
+
+
+def _raw_zrange(server: RedisServer, key: bytes, n: int, member_size: int) -> float:
+    """Seconds for a plain socket to send ZRANGEBYLEX and receive the whole reply."""
+    assert server.port is not None
+    expected = len(b"*%d\r\n" % n) + n * (len(b"$%d\r\n" % member_size) + member_size + 2)
+    request = pack([("ZRANGEBYLEX", key, b"-", b"+")])
+    seconds, reply = _plain_exchange(server.port, request, expected)
+    assert reply.startswith(b"*%d\r\n" % n)
     return seconds
 
 
@@ -363,29 +369,13 @@ def arrays_redis(server: RedisServer, sizes: list[int], repeat: int) -> None:
 def _raw_reads(server: RedisServer, names: list[str], samples: int) -> float:
     """Seconds for a plain socket to send one read transaction per sensor and get the replies."""
     assert server.port is not None
-    words = []
+    words: list[tuple[object, ...]] = []
     for name in names:
         key = name.encode()
         words += [("MULTI",), ("TYPE", key), ("ZRANGEBYLEX", key, b"-", b"+"), ("EXEC",)]
-    payload = b"".join(
-        b"*%d\r\n" % len(w)
-        + b"".join(
-            b"$%d\r\n%s\r\n" % (len(x), x if isinstance(x, bytes) else x.encode()) for x in w
-        )
-        for w in words
-    )
     one = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n*%d\r\n" % samples
     expected = len(names) * (len(one) + samples * (len(b"$18\r\n") + 18 + 2))
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        buffer = bytearray(expected)
-        view = memoryview(buffer)
-        gc.collect()
-        start = time.perf_counter()
-        sock.sendall(payload)
-        got = 0
-        while got < expected:
-            got += sock.recv_into(view[got:])
-        return time.perf_counter() - start
+    return _plain_exchange(server.port, pack(words), expected)[0]
 
 
 def many_sensors(server: RedisServer, sensors: int, samples: int, repeat: int) -> None:
