@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telstate import DecodeError, encode_value
+from telstate import DecodeError, ImmutableKeyError, encode_value
 from telstate._arrays import _PAD_FACTOR, _PAD_SLACK, batch_arrays, values_array
 from telstate._codec import ENCODING_PICKLE, decode_value
+from telstate._ranges import resolve_range
 from telstate._samples import SampleBatch, decode_batch
+from telstate.backends import MemoryBackend
 
 # every MessagePack int encoding and the edges between them
 EDGE_INTS = [0, 1, -1, 127, 128, -32, -33, 255, 256, 65535, 65536, -129, -32769, 2**31]
@@ -238,3 +240,103 @@ def test_strings_split_inside_a_character_are_not_glued() -> None:
     batch = SampleBatch([1.0, 2.0], data, [3, 6])
     with pytest.raises(DecodeError):
         batch_arrays(batch)
+
+
+# --------------------------------------------------------------------------- in place
+#
+# Backends holding samples in the process convert ranges of more than 64 samples
+# straight from views of the store's buffers (SampleStore.borrow + fixed_arrays),
+# falling back to a copied batch and batch_arrays: the results must not differ, and
+# must never share memory with the store.
+
+
+def _memory(values: list[Any]) -> MemoryBackend:
+    backend = MemoryBackend()
+    for i, value in enumerate(values):
+        backend.add_mutable(b"s", encode_value(value), 1e9 + 0.5 * i)
+    return backend
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=VALUE_LISTS.filter(bool),
+    copies=st.integers(1, 8),
+    bounds=st.tuples(st.integers(0, 300), st.integers(0, 300)),
+)
+def test_memory_arrays_match_the_copied_batch(
+    values: list[Any], copies: int, bounds: tuple[int, int]
+) -> None:
+    values = values * copies  # long enough, often, for the in-place path
+    backend = _memory(values)
+    lo, hi = sorted(bounds)
+    query = resolve_range(1e9 + 0.5 * lo, 1e9 + 0.5 * hi, None, False)
+    batch = backend.get_range([b"s"], query)
+    assert batch is not None
+    expected = batch_arrays(batch)
+    got = backend.get_range_arrays([b"s"], query)
+    assert got is not None
+    assert got.values.dtype == expected.values.dtype
+    assert got.timestamps.tolist() == expected.timestamps.tolist()
+    assert all(_same(a, b) for a, b in zip(list(got.values), list(expected.values), strict=True))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [float(i) for i in range(1000)],
+        [i % 2 == 0 for i in range(1000)],
+        [2**40 + i for i in range(1000)],
+        [np.float32(i) for i in range(1000)],
+        [complex(i, 1) for i in range(1000)],
+    ],
+)
+def test_memory_arrays_are_new_arrays(values: list[Any]) -> None:
+    backend = _memory(values)
+    query = resolve_range(0, None, None, False)
+    got = backend.get_range_arrays([b"s"], query)
+    assert got is not None and got.values.flags.owndata and got.timestamps.flags.owndata
+    assert got.values.flags.writeable and got.timestamps.flags.writeable
+    got.values[:] = got.values[::-1]
+    got.timestamps[:] = 0.0
+    # the store is untouched, and no view of its buffers is left to stop it growing
+    backend.add_mutable(b"s", encode_value(values[0]), 2e9)
+    again = backend.get_range_arrays([b"s"], query)
+    assert again is not None and len(again.values) == 1001
+    assert np.array_equal(again.values[:1000], values_array(values))
+    assert again.timestamps[0] == 1e9 and again.timestamps[-1] == 2e9
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [encode_value(float(i), ENCODING_PICKLE) for i in range(100)],  # refused, one size
+        [b"\xff\xc1" + bytes(8) for _ in range(100)],  # a type byte MessagePack never uses
+    ],
+)
+def test_memory_arrays_that_fail_release_the_store(values: list[bytes]) -> None:
+    assert len(set(map(len, values))) == 1
+    backend = MemoryBackend()
+    for i, value in enumerate(values):
+        backend.add_mutable(b"s", value, float(i))
+    query = resolve_range(0, None, None, False)
+    with pytest.raises(DecodeError) as caught:
+        backend.get_range_arrays([b"s"], query)
+    # the error (kept, with its traceback, as a caller may) holds no view of the store
+    for i in range(100, 2100):  # the buffers grow (and move) again
+        backend.add_mutable(b"s", values[0], float(i))
+    assert caught.value.__traceback__ is not None
+    batch = backend.get_range([b"s"], query)
+    assert batch is not None and len(batch) == 2100
+
+
+def test_get_ranges_arrays_on_memory() -> None:
+    backend = _memory([float(i) for i in range(200)])
+    backend.add_mutable(b"t", encode_value("x"), 5.0)
+    backend.set_immutable(b"i", encode_value(1))
+    query = resolve_range(0, None, None, False)
+    got = backend.get_ranges_arrays([[b"s"], [b"missing"], [b"t"]], query)
+    assert got[1] is None
+    assert got[0] is not None and got[0].values.tolist() == [float(i) for i in range(200)]
+    assert got[2] is not None and got[2].values.tolist() == ["x"]
+    with pytest.raises(ImmutableKeyError):
+        backend.get_ranges_arrays([[b"i"]], query)

@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 from ._codec import decode_value
 from ._samples import SampleBatch, decode_batch
 
-__all__ = ["SampleArrays", "batch_arrays", "values_array"]
+__all__ = ["SampleArrays", "batch_arrays", "fixed_arrays", "values_array"]
 
 _Array = NDArray[Any]
 
@@ -118,6 +118,33 @@ def batch_arrays(batch: SampleBatch, decode: Callable[[bytes], Any] = decode_val
     if values is None:
         values = values_array([value for value, _ in decode_batch(batch, decode)])
     return SampleArrays(values, times)
+
+
+def fixed_arrays(
+    times: _Array, data: _Array, ends: _Array, decode: Callable[[bytes], Any] = decode_value
+) -> SampleArrays | None:
+    """New arrays from samples whose values share one size and header, or None.
+
+    For values held in the process: `times`, `data` (the values back to back)
+    and `ends` (their end offsets, counted from any origin) may be views of a
+    store's buffers, borrowed (see ``SampleStore.borrow``): the arrays returned
+    never share memory with them.  None when the values differ in size or are
+    not of a kind converted in bulk; :func:`batch_arrays` then decides.
+
+    Raises
+    ------
+    DecodeError
+        If the first value cannot be decoded.
+    """
+    n = len(times)
+    size = len(data) // n if n else 0
+    # n values of `size` bytes fill `data` exactly when every step of `ends` is `size`.
+    if size < 2 or size * n != len(data) or not (np.diff(ends) == size).all():
+        return None
+    values = _fixed(data, n, size, decode)
+    if values is None:
+        return None
+    return SampleArrays(values, np.array(times, np.float64))
 
 
 # --------------------------------------------------------------------------- classification
@@ -271,7 +298,8 @@ def _fixed(data: _Array, n: int, size: int, decode: Callable[[bytes], Any]) -> _
     else:
         return None
     head = size - dtype.itemsize
-    if head < 2 or not (rows[:, :head] == rows[0, :head]).all():
+    # One column at a time: comparing the (n, head) block at once is ~8x slower.
+    if head < 2 or not all((rows[:, j] == rows[0, j]).all() for j in range(head)):
         return None
     record = np.dtype([("head", np.uint8, (head,)), ("value", dtype)])
     field = data.view(record)["value"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from ._arrays import SampleArrays, batch_arrays
+from ._arrays import SampleArrays
 from ._codec import (
     ENCODING_DEFAULT,
     ENCODING_MSGPACK,
@@ -306,20 +306,24 @@ def range_result(
     return batch.encoded() if return_encoded else decode_batch(batch)
 
 
-def range_arrays(key: str | bytes, batch: SampleBatch | None) -> SampleArrays:
+def range_arrays(key: str | bytes, arrays: SampleArrays | None) -> SampleArrays:
     """What ``get_range_arrays`` returns for what the backend found."""
-    if batch is None:
+    if arrays is None:
         raise KeyError(f"{display_str(key)} not found")
-    return batch_arrays(batch)
+    return arrays
 
 
 def ranges_result(
-    keys: Sequence[str | bytes], batches: Sequence[SampleBatch | None], arrays: bool
+    keys: Sequence[str | bytes], found: Sequence[SampleBatch | SampleArrays | None]
 ) -> dict[str | bytes, Any]:
-    """What ``get_ranges`` returns: each sensor found, by the name it was asked by."""
-    convert = batch_arrays if arrays else decode_batch
+    """What ``get_ranges`` returns: each sensor found, by the name it was asked by.
+
+    `found` holds batches (decoded here) or, for ``arrays=True``, the backend's arrays.
+    """
     return {
-        key: convert(batch) for key, batch in zip(keys, batches, strict=True) if batch is not None
+        key: decode_batch(item) if isinstance(item, SampleBatch) else item
+        for key, item in zip(keys, found, strict=True)
+        if item is not None
     }
 
 

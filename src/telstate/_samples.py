@@ -15,7 +15,10 @@ always arrive in time order, so adding is an append; an out-of-order sample is
 inserted with memmoves.
 
 Reading a range returns a :class:`SampleBatch`: copies of the three buffers'
-slices (never views: a view would stop the live buffers from growing).  Most
+slices (not views: a live view would stop the buffers from growing).  A reader
+that converts the samples at once, holding the lock that guards the writers,
+may :meth:`~SampleStore.borrow` views instead (no copy), as
+``get_range_arrays`` does in the process's backends.  Most
 sensors hold values of one fixed shape (a float is always ``ff cb`` + 8
 bytes), so :func:`decode_batch` checks the header bytes of the whole batch with
 numpy and converts every value in one call, falling back to one
@@ -29,10 +32,11 @@ import contextlib
 import gc
 import itertools
 import threading
+import traceback
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -42,6 +46,7 @@ from ._ranges import RangeQuery, pack_timestamp
 __all__ = ["SampleBatch", "SampleStore", "decode_batch"]
 
 _Array = np.ndarray[Any, Any]
+T = TypeVar("T")
 
 
 # Below this many samples, plain lists beat numpy's per-call overhead.
@@ -52,16 +57,22 @@ def _as_list(values: _Array | list[Any]) -> list[Any]:
     return values if isinstance(values, list) else values.tolist()
 
 
+def _as_bytes(data: bytes | _Array) -> bytes:
+    return data if isinstance(data, bytes) else data.tobytes()
+
+
 @dataclass(slots=True)  # not frozen: that makes creation twice as slow on a hot path
 class SampleBatch:
     """Samples in time order: value ``i`` is ``data[ends[i-1]:ends[i]]`` (from 0).
 
     `times` and `ends` are numpy arrays (float64, int64) for big batches and
-    plain lists for small ones.
+    plain lists for small ones; `data` is bytes, or a uint8 array for big
+    batches (numpy allocates big arrays on huge pages, so copying a big batch
+    out of a store costs one memcpy, not a page fault every 4 KiB).
     """
 
     times: _Array | list[float]
-    data: bytes
+    data: bytes | _Array
     ends: _Array | list[int]
 
     def __len__(self) -> int:
@@ -105,7 +116,7 @@ class SampleBatch:
         """The samples as (encoded value, timestamp) pairs."""
         if not len(self):
             return []
-        data = self.data
+        data = _as_bytes(self.data)
         ends = _as_list(self.ends)
         starts = [0, *ends]  # one longer than ends: zip stops at the last value
         return [(data[s:e], t) for s, e, t in zip(starts, ends, _as_list(self.times), strict=False)]
@@ -137,7 +148,7 @@ class SampleStore:
         else:
             store._times.frombytes(np.ascontiguousarray(batch.times, np.float64).tobytes())
             store._ends.frombytes(np.ascontiguousarray(batch.ends, np.int64).tobytes())
-        store._data += batch.data
+        store._data += batch.data if isinstance(batch.data, bytes) else batch.data.data
         return store
 
     def _value(self, i: int) -> bytes:
@@ -204,12 +215,11 @@ class SampleStore:
         # One copy of each slice; the views are released before the buffers can grow.
         times = np.frombuffer(self._times, np.float64)[lo:hi].copy()
         ends = np.frombuffer(self._ends, np.int64)[lo:hi] - base
-        with memoryview(self._data) as view:
-            data = bytes(view[base : self._ends[hi - 1]])
+        data = np.frombuffer(self._data, np.uint8)[base : self._ends[hi - 1]].copy()
         return SampleBatch(times, data, ends)
 
-    def query(self, query: RangeQuery) -> SampleBatch:
-        """The samples a :class:`RangeQuery` asks for."""
+    def bounds(self, query: RangeQuery) -> tuple[int, int]:
+        """The positions ``lo:hi`` of the samples a :class:`RangeQuery` asks for."""
         times = self._times
         lo = 0 if query.start is None else bisect.bisect_left(times, query.start)
         hi = lo
@@ -217,7 +227,33 @@ class SampleStore:
             hi = len(times) if query.stop is None else bisect.bisect_left(times, query.stop, lo)
         if query.previous and lo > 0:
             lo -= 1  # the sample before the start is next to the range: one slice
-        return self._slice(lo, hi)
+        return lo, hi
+
+    def query(self, query: RangeQuery) -> SampleBatch:
+        """The samples a :class:`RangeQuery` asks for."""
+        return self._slice(*self.bounds(query))
+
+    def borrow(self, lo: int, hi: int, use: Callable[[_Array, _Array, _Array], T]) -> T:
+        """``use(times, data, ends)`` on views of samples ``lo:hi`` (``lo < hi``), not copies.
+
+        `data` holds the values back to back and `ends` their end offsets
+        counted from the start of the store's data, not of `data`.  The views
+        live only for the call: `use` must not keep them nor return anything
+        sharing their memory (a live view stops the buffers from growing), and
+        the caller must hold the lock that guards the store's writers.
+        """
+        base = self._ends[lo - 1] if lo else 0
+        times = np.frombuffer(self._times, np.float64)[lo:hi]
+        ends = np.frombuffer(self._ends, np.int64)[lo:hi]
+        data = np.frombuffer(self._data, np.uint8)[base : self._ends[hi - 1]]
+        try:
+            return use(times, data, ends)
+        except BaseException as exc:
+            # A traceback keeps the frames of `use`, and so the views, alive.
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            del times, ends, data
 
 
 # --------------------------------------------------------------------------- bulk decoding
@@ -235,7 +271,7 @@ _FIXED: dict[int, str] = {
 }  # fmt: skip
 
 
-def _bulk_values(data: bytes, n: int, size: int) -> list[Any] | None:
+def _bulk_values(data: bytes | _Array, n: int, size: int) -> list[Any] | None:
     """Decode `n` values of `size` bytes each in one go, or None if not possible."""
     rows = np.frombuffer(data, np.uint8).reshape(n, size)
     if not (rows[:, 0] == 0xFF).all():
@@ -262,7 +298,7 @@ def decode_batch(
     """Decode a batch into (value, timestamp) pairs, in bulk where the values allow."""
     n = len(batch.times)
     if n == 1:
-        return [(decode(batch.data), batch.times[0])]
+        return [(decode(_as_bytes(batch.data)), batch.times[0])]
     if n < 10_000:
         return _decode_batch(batch, n, decode)
     with _young_collections_paused():
@@ -324,6 +360,7 @@ def _decode_batch(
         values = _bulk_values(data, n, size)
         if values is not None:
             return list(zip(values, times, strict=True))
+    data = _as_bytes(data)
     ends = _as_list(batch.ends)
     starts = [0, *ends]  # one longer than ends: zip stops at the last value
     return [(decode(data[s:e]), t) for s, e, t in zip(starts, ends, times, strict=False)]

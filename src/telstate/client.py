@@ -448,7 +448,7 @@ class TelescopeState(TelescopeStateBase[Backend]):
             As for :meth:`get_range`.
         """
         query = resolve_range(st, et, include_previous, include_end)
-        return range_arrays(key, self._backend.get_range(self._full_keys(key), query))
+        return range_arrays(key, self._backend.get_range_arrays(self._full_keys(key), query))
 
     def get_ranges(
         self,
@@ -479,8 +479,10 @@ class TelescopeState(TelescopeStateBase[Backend]):
         """
         names = list(keys)
         query = resolve_range(st, et, include_previous, include_end)
-        batches = self._backend.get_ranges([self._full_keys(key) for key in names], query)
-        return ranges_result(names, batches, arrays)
+        candidates = [self._full_keys(key) for key in names]
+        if arrays:
+            return ranges_result(names, self._backend.get_ranges_arrays(candidates, query))
+        return ranges_result(names, self._backend.get_ranges(candidates, query))
 
     # -- waits
 

@@ -215,7 +215,7 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
     ) -> SampleArrays:
         """Sensor samples as numpy arrays (see :meth:`telstate.TelescopeState.get_range_arrays`)."""
         query = resolve_range(st, et, include_previous, include_end)
-        return range_arrays(key, await self._backend.get_range(self._full_keys(key), query))
+        return range_arrays(key, await self._backend.get_range_arrays(self._full_keys(key), query))
 
     async def get_ranges(
         self,
@@ -229,8 +229,10 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         """Many sensors in one round trip (see :meth:`telstate.TelescopeState.get_ranges`)."""
         names = list(keys)
         query = resolve_range(st, et, include_previous, include_end)
-        batches = await self._backend.get_ranges([self._full_keys(key) for key in names], query)
-        return ranges_result(names, batches, arrays)
+        candidates = [self._full_keys(key) for key in names]
+        if arrays:
+            return ranges_result(names, await self._backend.get_ranges_arrays(candidates, query))
+        return ranges_result(names, await self._backend.get_ranges(candidates, query))
 
     # -- waits
 

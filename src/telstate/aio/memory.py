@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._arrays import SampleArrays
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery
@@ -96,6 +97,16 @@ class LocalBackend(AsyncBackend):
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleBatch | None]:
         return self.sync.get_ranges(candidates, query)
+
+    async def get_range_arrays(
+        self, keys: Sequence[bytes], query: RangeQuery
+    ) -> SampleArrays | None:
+        return self.sync.get_range_arrays(keys, query)
+
+    async def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        return self.sync.get_ranges_arrays(candidates, query)
 
     async def write_batch(self, writes: Sequence[Write]) -> list[bytes | ImmutableKeyError | None]:
         return self.sync.write_batch(writes)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._arrays import SampleArrays, batch_arrays
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery, resolve_range
@@ -207,6 +208,24 @@ class Backend(ABC):
         """
         return [self.get_range(keys, query) for keys in candidates]
 
+    def get_range_arrays(self, keys: Sequence[bytes], query: RangeQuery) -> SampleArrays | None:
+        """:meth:`get_range`'s samples as arrays (see ``telstate._arrays.batch_arrays``).
+
+        Backends holding the samples in the process override this to convert
+        them from their own storage, without copying them first.
+        """
+        batch = self.get_range(keys, query)
+        return None if batch is None else batch_arrays(batch)
+
+    def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        """:meth:`get_ranges`, each sensor's samples as arrays."""
+        return [
+            None if batch is None else batch_arrays(batch)
+            for batch in self.get_ranges(candidates, query)
+        ]
+
     @abstractmethod
     def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         """The whole content of each of `keys` (None where absent), for writing files."""
@@ -308,6 +327,22 @@ class AsyncBackend(ABC):
     ) -> list[SampleBatch | None]:
         """:meth:`telstate.backends.Backend.get_ranges`, awaited."""
         return [await self.get_range(keys, query) for keys in candidates]
+
+    async def get_range_arrays(
+        self, keys: Sequence[bytes], query: RangeQuery
+    ) -> SampleArrays | None:
+        """:meth:`telstate.backends.Backend.get_range_arrays`, awaited."""
+        batch = await self.get_range(keys, query)
+        return None if batch is None else batch_arrays(batch)
+
+    async def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        """:meth:`telstate.backends.Backend.get_ranges_arrays`, awaited."""
+        return [
+            None if batch is None else batch_arrays(batch)
+            for batch in await self.get_ranges(candidates, query)
+        ]
 
     @abstractmethod
     async def write_batch(

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .._arrays import SampleArrays, batch_arrays, fixed_arrays
 from .._glob import compile_glob
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery
@@ -47,6 +48,10 @@ def _type_of(value: _Value) -> KeyType:
         return KeyType.MUTABLE
     return KeyType.INDEXED
 
+
+# Ranges longer than this are converted to arrays from views of the store (shorter
+# ones are copied first: numpy's fixed cost per call outweighs the copy).
+_BORROW = 64
 
 #: Receives a key's updates; called with the backend's lock held, so it must be quick.
 Sink = Callable[[KeyUpdate], None]
@@ -145,20 +150,44 @@ class HeldValues(Backend):
                 return i, value.get(sub_key)
         return None
 
+    def _sensor(self, keys: Sequence[bytes], query: RangeQuery) -> SampleStore | SampleBatch | None:
+        # The store of the first key that exists (an empty batch for a non-sensor the
+        # query does not read); called with the lock held.
+        for key in keys:
+            kind = self._kind(key)
+            if kind is None:
+                continue
+            if kind is not KeyType.MUTABLE:
+                if query.scan or query.previous:
+                    raise wrong_type(key, KeyType.MUTABLE, kind)
+                return EMPTY_BATCH
+            value = self._lookup(key)
+            assert type(value) is SampleStore
+            return value
+        return None
+
     def get_range(self, keys: Sequence[bytes], query: RangeQuery) -> SampleBatch | None:
         with self._lock:
-            for key in keys:
-                kind = self._kind(key)
-                if kind is None:
-                    continue
-                if kind is not KeyType.MUTABLE:
-                    if query.scan or query.previous:
-                        raise wrong_type(key, KeyType.MUTABLE, kind)
-                    return EMPTY_BATCH
-                value = self._lookup(key)
-                assert type(value) is SampleStore
-                return value.query(query)
-        return None
+            found = self._sensor(keys, query)
+            return found.query(query) if isinstance(found, SampleStore) else found
+
+    def get_range_arrays(self, keys: Sequence[bytes], query: RangeQuery) -> SampleArrays | None:
+        with self._lock:
+            found = self._sensor(keys, query)
+            if isinstance(found, SampleStore):
+                lo, hi = found.bounds(query)
+                if hi - lo > _BORROW:
+                    # Values of one size are converted straight from the store's buffers.
+                    arrays = found.borrow(lo, hi, fixed_arrays)
+                    if arrays is not None:
+                        return arrays
+                found = found.query(query)
+        return None if found is None else batch_arrays(found)
+
+    def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        return [self.get_range_arrays(keys, query) for keys in candidates]
 
     def snapshot(self, keys: Sequence[bytes]) -> list[Snapshot | None]:
         with self._lock:

@@ -15,8 +15,8 @@ and gets back what draws the same picture:
   of :func:`telstate._decimate.transitions` (the times where the value
   changes), at most :data:`MAX_TRANSITIONS`, drawn as bands of states.
 
-:func:`sensor_arrays` is the one place where samples become numpy arrays; it
-is the function to swap for a ``get_range_arrays`` API once there is one.
+:func:`sensor_arrays` is the one place where the arrays of ``get_range_arrays``
+become what a plot draws.
 """
 
 from __future__ import annotations
