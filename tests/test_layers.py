@@ -35,7 +35,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("telstate._arrays", "telstate._reply", "telstate._decimate"),
     ("telstate._samples", "telstate._updates"),
     ("telstate._codec", "telstate._ranges", "telstate._keys", "telstate._namespaces"),
-    ("telstate._errors", "telstate._deadline", "telstate._glob", "telstate._version"),
+    (
+        "telstate._errors",
+        "telstate._deadline",
+        "telstate._glob",
+        "telstate._version",
+        "telstate._strided",
+    ),
     ("telstate.endpoint",),
 ]
 

@@ -60,6 +60,7 @@ from numpy.typing import NDArray
 
 from ._codec import decode_value
 from ._samples import SampleBatch, decode_batch
+from ._strided import rows_match
 
 __all__ = ["SampleArrays", "batch_arrays", "fixed_arrays", "values_array"]
 

@@ -12,9 +12,10 @@ depends on every length before it, and members are binary (a ``$`` or ``\\r\\n``
 may appear inside one), so the headers cannot simply be searched for.
 
 * All members the same length (most sensors): the reply after ``*N\\r\\n`` is an
-  array of fixed-size records (header, timestamp, value, ``\\r\\n``), viewed as a
-  numpy structured dtype; every header and ``\\r\\n`` is checked in one
-  comparison each and the timestamp and value fields are copied out whole.
+  array of fixed-size records (header, timestamp, value, ``\\r\\n``), read through
+  strided views (:mod:`._strided`): every header, with the ``\\r\\n`` before it, is
+  checked in two integer comparisons, and the timestamps are converted and the
+  values copied out whole.
 * Otherwise every ``$`` in the reply is a *candidate* header.  Each candidate's
   digits are decoded together (one pass per digit position), and a candidate
   survives only if it reads ``$<digits>\\r\\n``, its member ends in ``\\r\\n``
@@ -45,6 +46,7 @@ from numpy.typing import NDArray
 
 from ._errors import DecodeError
 from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
+from ._strided import column, rows_match
 
 __all__ = ["parse_members_reply"]
 
@@ -121,24 +123,21 @@ def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
         return None
     if length < _STAMP:
         raise _short(length)
-    # Each row of the reply after "*N\r\n" is one bulk string: a structured view.
-    fields = {"head": (f"S{head}", 0), "time": (">f8", head), "crlf": (">u2", stride - 2)}
-    if length > _STAMP:
-        fields["value"] = (f"V{length - _STAMP}", head + _STAMP)
-    layout = np.dtype(
-        {
-            "names": list(fields),
-            "formats": [f for f, _ in fields.values()],
-            "offsets": [o for _, o in fields.values()],
-            "itemsize": stride,
-        }
-    )
-    rows = buf[body:].view(layout)
-    if not ((rows["head"] == first[:head]).all() and (rows["crlf"] == 0x0D0A).all()):
+    # Each member's header, with the \r\n before it (the array header's, for the first),
+    # where equal lengths put it; then the last member's \r\n.
+    if not rows_match(buf, body - 2, stride, count, b"\r\n" + first[:head]):
         return None
-    times = rows["time"].astype(np.float64)
-    data = rows["value"].tobytes() if length > _STAMP else b""
-    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * (length - _STAMP))
+    if bytes(buf[-2:]) != b"\r\n":
+        return None
+    return _rows_batch(buf, body + head, stride, count, length)
+
+
+def _rows_batch(buf: _Array, start: int, stride: int, count: int, length: int) -> SampleBatch:
+    """The batch of `count` members of `length` bytes, `stride` apart from `start`."""
+    times = column(buf, start, stride, count, ">f8").astype(np.float64)
+    size = length - _STAMP
+    data = column(buf, start + _STAMP, stride, count, f"V{size}").tobytes() if size else b""
+    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * size)
 
 
 def _short(length: int) -> DecodeError:

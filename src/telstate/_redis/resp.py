@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import hiredis
-import numpy as np
+
+from .._strided import rows_match
 
 __all__ = [
     "BULK_READ_REPLIES",
@@ -192,33 +193,25 @@ def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | N
 
 
 def members_regular(buffer: Any, layout: BulkLayout, done: int, received: int) -> int | None:
-    """Check what has arrived of the members since `done` bytes of them were checked.
+    """Check the members' headers that have arrived since the member at `done`.
 
-    `buffer` is a numpy uint8 array over the replies, of which `received` bytes have
-    arrived; returns the offset up to which the members are checked now, or None if a
-    member's header is not where equal lengths put it, or lacks its ``\r\n``.  A
-    header is checked as soon as it has arrived (so the first member of another length
-    is noticed before the reply ends: its header is where equal lengths put it), a
-    member's ``\r\n`` once it has.
+    `buffer` holds the replies, of which `received` bytes have arrived, and `done` is
+    where the first member not checked yet starts.  Returns where the first member
+    whose header has not fully arrived starts (the end of the array once all of it
+    has arrived and is checked), or None if a header is not where equal lengths put
+    it.  Each header is checked with the ``\r\n`` before it (the previous member's,
+    or the array header's): the first member of another length is noticed as soon
+    as the next header has arrived, before the reply ends.
     """
     if not layout.members:
         return received
-    head = len(layout.head)
-    first, stride = layout.first, layout.stride
-    # Members [k0, k1) have their header checked, [k0, k2) their \r\n too.
-    k0 = 0 if done <= first else (done - first) // stride
-    k1 = min(
-        layout.members,
-        max(0, received - first - head) // stride + 1 if received >= first + head else 0,
-    )
-    k2 = min(layout.members, max(0, received - first) // stride)
-    if k1 > k0:
-        starts = first + np.arange(k0, k1, dtype=np.int64) * stride
-        for i, byte in enumerate(layout.head):
-            if not (buffer[starts + i] == byte).all():
-                return None
-    if k2 > k0:
-        ends = first + np.arange(k0 + 1, k2 + 1, dtype=np.int64) * stride
-        if not ((buffer[ends - 2] == 13).all() and (buffer[ends - 1] == 10).all()):
-            return None
-    return first + k2 * stride
+    first, stride, head = layout.first, layout.stride, layout.head
+    checked = 0 if done <= first else (done - first) // stride
+    arrived = min(layout.members, (received - first - len(head)) // stride + 1)
+    if arrived > checked and not rows_match(
+        buffer, first + checked * stride - 2, stride, arrived - checked, b"\r\n" + head
+    ):
+        return None
+    if received < layout.end:
+        return first + max(arrived, checked) * stride
+    return layout.end if bytes(buffer[layout.end - 2 : layout.end]) == b"\r\n" else None

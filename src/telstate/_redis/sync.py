@@ -83,6 +83,10 @@ logger = logging.getLogger("telstate.redis")
 _T = TypeVar("_T")
 
 _READ_SIZE = 1 << 20
+#: First buffer of a bulk read (grown as its members arrays need).
+_BULK_START = 1 << 18
+#: Bytes that hold a read's replies up to its first member's header.
+_LAYOUT_BYTES = len(bulk_read_prefix(BULK_READ_REPLIES)) + 32
 #: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
 _POLL = 1.0
 #: Seconds between attempts to reach a sentinel that is not listened to.
@@ -92,6 +96,16 @@ SUBSCRIBE_TIMEOUT = 10.0
 
 
 # ------------------------------------------------------------------------ connections
+
+
+def _moved(
+    buffer: np.ndarray[Any, Any], pos: int, received: int, room: int
+) -> tuple[np.ndarray[Any, Any], memoryview, int, int]:
+    """A new buffer of at least `room` bytes holding what arrived from `pos` on."""
+    kept = received - pos
+    bigger = np.empty(max(room, kept), np.uint8)
+    bigger[:kept] = buffer[pos:received]
+    return bigger, memoryview(bigger), 0, kept
 
 
 class SocketConnection:
@@ -118,55 +132,50 @@ class SocketConnection:
         return self._receive_bulk(count) if bulk else self.receive(count)
 
     def _receive_bulk(self, count: int) -> list[Any]:
-        """The replies of ``count // 4`` sensor-read transactions, members arrays raw."""
+        """The replies of ``count // 4`` sensor-read transactions, members arrays raw.
+
+        The replies are received into numpy buffers (uninitialised, so the kernel
+        writes each byte once and nothing is zeroed or copied after); a buffer is
+        replaced by a bigger one when a members array does not fit, which copies only
+        what arrived of that array.  Each read's members array is a view of its buffer.
+        """
         replies: list[Any] = []
-        data = bytearray()  # what has arrived and is not a reply yet
-        for _ in range(count // BULK_READ_REPLIES):
-            segment = self._bulk_segment(data)
-            if segment is None:  # not the shape of a plain read: hiredis parses the rest
-                return replies + self._hand_over(data, count - len(replies))
-            replies += segment
-        if data:  # bytes after the replies: not plain reads after all
+        prefix = bulk_read_prefix(BULK_READ_REPLIES)
+        reads = count // BULK_READ_REPLIES
+        buffer = np.empty(_BULK_START, np.uint8)
+        view = memoryview(buffer)
+        pos = received = 0  # where this read's replies start; what has arrived
+        for index in range(reads):
+            while (layout := bulk_layout(bytes(view[pos : received][:_LAYOUT_BYTES]), prefix)) is None:
+                if received == len(buffer):
+                    buffer, view, pos, received = _moved(buffer, pos, received, _BULK_START)
+                received += self._recv_into(view[received:])
+            if layout is False:  # not the shape of a plain read: hiredis parses the rest
+                return replies + self._hand_over(view[pos:received], count - len(replies))
+            assert isinstance(layout, BulkLayout)
+            if pos + layout.end > len(buffer):
+                # the rest of this read, and room for the next ones if any
+                room = layout.end if index == reads - 1 else max(layout.end, 2 * len(buffer))
+                buffer, view, pos, received = _moved(buffer, pos, received, room)
+            octets = buffer[pos:]
+            checked = members_regular(octets, layout, layout.first, received - pos)
+            while checked is not None and received < pos + layout.end:
+                received += self._recv_into(view[received:])
+                checked = members_regular(octets, layout, checked, received - pos)
+            if checked is None:  # members of several lengths
+                return replies + self._hand_over(view[pos:received], count - len(replies))
+            members = view[pos + layout.start : pos + layout.end]
+            # What hiredis would have returned, with the members array left as bytes
+            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members)]]
+            pos += layout.end
+        if received > pos:  # bytes after the replies: not plain reads after all
             raise rules.Dropped(f"{self.node} sent more than the replies of a read")
         return replies
-
-    def _bulk_segment(self, data: bytearray) -> list[Any] | None:
-        """The replies of one read from the front of `data` (consumed), receiving as needed.
-
-        None if they do not have the shape of a plain read (`data` then holds all that
-        arrived of them, untouched).
-        """
-        prefix = bulk_read_prefix(BULK_READ_REPLIES)
-        while (layout := bulk_layout(data, prefix)) is None:
-            data += self._recv_some()
-        if layout is False:
-            return None
-        assert isinstance(layout, BulkLayout)
-        replies = bytearray(layout.end)
-        taken = min(len(data), layout.end)
-        replies[:taken] = data[:taken]
-        received = taken
-        view = memoryview(replies)
-        octets = np.frombuffer(replies, np.uint8)
-        checked = members_regular(octets, layout, layout.first, received)
-        while checked is not None and received < layout.end:
-            received += self._recv_into(view[received:])
-            checked = members_regular(octets, layout, checked, received)
-        if checked is None:  # members of several lengths: give back what arrived
-            data[:taken] = view[:received]
-            return None
-        del data[:taken]
-        # What hiredis would have returned, with the members array left as bytes
-        return [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(view[layout.start :])]]
 
     def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
         """Replies received raw that are parsed as usual after all."""
         self.reader.feed(bytes(data))
         return self.receive(count)
-
-    def _recv_some(self) -> bytes:
-        size = self._recv_into(memoryview(self.buffer))
-        return bytes(self.buffer[:size])
 
     def _recv_into(self, view: memoryview) -> int:
         try:

@@ -1,0 +1,49 @@
+"""Records of a fixed size in a byte buffer, read with numpy without copying them first.
+
+A RESP array of bulk strings of one length, or the values of a sensor that all have
+the same encoding, is a table: row ``k`` starts at ``start + k * stride``.  Numpy
+reads such a table through a strided view (``np.ndarray`` over the buffer with
+``strides=(stride,)``), whatever the stride and however unaligned the rows are:
+
+* a field (a big-endian timestamp, a value's payload) is one view, converted by one
+  ``astype`` or copied out by one ``tobytes``;
+* bytes that every row must hold (a header, a ``\\r\\n``) are compared as unsigned
+  integers of up to 8 bytes read from each row: a pattern of up to 16 bytes costs two
+  comparisons, the second overlapping the first.  Comparing a (rows, width) byte
+  matrix instead costs several times more: numpy then loops over the short rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["column", "rows_match"]
+
+
+def column(buf: Any, start: int, stride: int, count: int, dtype: Any) -> NDArray[Any]:
+    """A view of `count` items of `dtype`, `stride` bytes apart from `start` in `buf`.
+
+    `buf` (a 1-d uint8 array, or any buffer) must hold every item: numpy raises
+    ValueError otherwise.
+    """
+    return np.ndarray((count,), dtype, buffer=buf, offset=start, strides=(stride,))
+
+
+def rows_match(buf: Any, start: int, stride: int, count: int, pattern: bytes) -> bool:
+    """Whether `pattern` is at ``start + k * stride`` in `buf` for every k < `count`.
+
+    The pattern is compared a few bytes at a time, as little-endian unsigned integers
+    read from each row, the last read overlapping the one before it if needed.
+    """
+    size = len(pattern)
+    if not count or not size:
+        return True
+    width = 8 if size >= 8 else 4 if size >= 4 else 2 if size >= 2 else 1
+    for at in [*range(0, size - width, width), size - width]:
+        expected = int.from_bytes(pattern[at : at + width], "little")
+        if not (column(buf, start + at, stride, count, f"<u{width}") == expected).all():
+            return False
+    return True
