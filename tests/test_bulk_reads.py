@@ -52,8 +52,8 @@ def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = proto.parse_members_reply
 
-    def counting(data: Any) -> Any:
-        batch = original(data)
+    def counting(data: Any, regular: Any = None) -> Any:
+        batch = original(data, regular)
         seen.append(len(batch))
         return batch
 

@@ -39,7 +39,7 @@ the reply to where it goes in the batch.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,7 +48,7 @@ from ._errors import DecodeError
 from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
 from ._strided import column, rows_match
 
-__all__ = ["parse_members_reply"]
+__all__ = ["Regular", "parse_members_reply"]
 
 _Array = NDArray[Any]
 _DOLLAR, _CR, _LF = ord("$"), ord("\r"), ord("\n")
@@ -60,7 +60,20 @@ def _malformed(reason: str) -> DecodeError:
     return DecodeError(f"malformed Redis reply of sensor members: {reason}")
 
 
-def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
+class Regular(NamedTuple):
+    """What a reader has checked of a members array as it arrived: `count` bulk strings
+    of one length, the first at offset `first`, each `stride` bytes with its `head`-byte
+    header and ``\r\n`` (see ``telstate._redis.resp.members_regular``)."""
+
+    count: int
+    first: int
+    head: int
+    stride: int
+
+
+def parse_members_reply(
+    reply: bytes | bytearray | memoryview, regular: Regular | None = None
+) -> SampleBatch:
     """The sensor samples in the raw bytes of one RESP2 array-of-bulk-strings reply.
 
     Parameters
@@ -68,6 +81,9 @@ def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
     reply
         Exactly one reply, as read from the server: ``*N\\r\\n`` followed by N
         bulk strings, each a sensor member (8-byte timestamp + encoded value).
+    regular
+        The layout of `reply`, if its reader has checked every header already: the
+        members are then taken where it says without checking them again.
 
     Returns
     -------
@@ -82,15 +98,24 @@ def parse_members_reply(reply: bytes | bytearray | memoryview) -> SampleBatch:
         replies included), or a member is shorter than its 8-byte timestamp.
     """
     buf = np.frombuffer(reply, np.uint8)
-    count, body = _array_header(bytes(buf[:24]))
-    if count == 0:
-        if len(buf) != body:
-            raise _malformed(f"{len(buf) - body} bytes after an empty array")
-        return EMPTY_BATCH
-    if len(buf) <= body:
-        raise _malformed(f"array of {count} members is truncated")
-    even = _even(buf, body, count)
-    batch = even if even is not None else _batch(buf, *_headers(buf, body, count))
+    if regular is not None and regular.count:
+        count, head, stride = regular.count, regular.head, regular.stride
+        if regular.first + count * stride != len(buf) or stride < head + 2:
+            raise _malformed(f"the layout {regular} does not fit {len(buf)} bytes")
+        length = stride - head - 2
+        if length < _STAMP:
+            raise _short(length)
+        batch = _rows_batch(buf, regular.first + head, stride, count, length)
+    else:
+        count, body = _array_header(bytes(buf[:24]))
+        if count == 0:
+            if len(buf) != body:
+                raise _malformed(f"{len(buf) - body} bytes after an empty array")
+            return EMPTY_BATCH
+        if len(buf) <= body:
+            raise _malformed(f"array of {count} members is truncated")
+        even = _even(buf, body, count)
+        batch = even if even is not None else _batch(buf, *_headers(buf, body, count))
     if count <= _SMALL:  # small batches hold lists: Python floats, cheaper to index
         return SampleBatch(_as_list(batch.times), batch.data, _as_list(batch.ends))
     return batch

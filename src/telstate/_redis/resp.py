@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import hiredis
 
+from .._reply import Regular
 from .._strided import rows_match
 
 __all__ = [
@@ -137,9 +138,11 @@ def first_error(replies: Sequence[Any]) -> BaseException | None:
 
 
 class RawArray(NamedTuple):
-    """A RESP array of bulk strings, as the server sent it (``*N\\r\\n$L\\r\\n...``)."""
+    """A RESP array of bulk strings, as the server sent it (``*N\\r\\n$L\\r\\n...``),
+    with its layout if the reader has checked every header (:func:`members_regular`)."""
 
     data: memoryview
+    regular: Regular | None = None
 
 
 #: RESP replies of one sensor-read transaction: MULTI, TYPE, ZRANGEBYLEX, EXEC.
@@ -163,6 +166,10 @@ class BulkLayout(NamedTuple):
     @property
     def end(self) -> int:
         return self.first + self.members * self.stride
+
+    def regular(self) -> Regular:
+        """The layout of the members array alone (offsets from its ``*N``), once checked."""
+        return Regular(self.members, self.first - self.start, len(self.head), self.stride)
 
 
 def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | None:

@@ -166,7 +166,7 @@ class SocketConnection:
                 return replies + self._hand_over(view[pos:received], count - len(replies))
             members = view[pos + layout.start : pos + layout.end]
             # What hiredis would have returned, with the members array left as bytes
-            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members)]]
+            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members, layout.regular())]]
             pos += layout.end
         if received > pos:  # bytes after the replies: not plain reads after all
             raise rules.Dropped(f"{self.node} sent more than the replies of a read")

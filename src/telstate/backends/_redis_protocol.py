@@ -257,7 +257,7 @@ def range_hit(
             return i, EMPTY_BATCH
         parts = replies[i * per_key + 1 : (i + 1) * per_key]
         if len(parts) == 1 and type(parts[0]) is RawArray:  # as the server sent it
-            return i, parse_members_reply(parts[0].data)
+            return i, parse_members_reply(*parts[0])
         members: list[bytes] = []
         for reply in parts:
             members.extend(answer(reply, key))
