@@ -57,7 +57,15 @@ def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         seen.append(len(batch))
         return batch
 
+    many = proto.parse_members_replies
+
+    def counting_many(replies: Any) -> Any:
+        batches = many(replies)
+        seen.extend(map(len, batches))
+        return batches
+
     monkeypatch.setattr(proto, "parse_members_reply", counting)
+    monkeypatch.setattr(proto, "parse_members_replies", counting_many)
     return seen
 
 

@@ -39,6 +39,7 @@ the reply to where it goes in the batch.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,7 +49,7 @@ from ._errors import DecodeError
 from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
 from ._strided import column, rows_match
 
-__all__ = ["Regular", "parse_members_reply"]
+__all__ = ["Regular", "parse_members_replies", "parse_members_reply"]
 
 _Array = NDArray[Any]
 _DOLLAR, _CR, _LF = ord("$"), ord("\r"), ord("\n")
@@ -119,6 +120,69 @@ def parse_members_reply(
     if count <= _SMALL:  # small batches hold lists: Python floats, cheaper to index
         return SampleBatch(_as_list(batch.times), batch.data, _as_list(batch.ends))
     return batch
+
+
+def parse_members_replies(
+    replies: Sequence[tuple[bytes | bytearray | memoryview, Regular | None]],
+) -> list[SampleBatch]:
+    """:func:`parse_members_reply` of many replies (each with its `regular` layout or None).
+
+    The replies of one member length whose layout is known (the members of most
+    sensors of a ``get_ranges``) are parsed together: their members are joined into
+    one table, whose timestamps are converted and values copied out once; each
+    batch is then a slice of those.  The others are parsed one by one.
+    """
+    batches: list[SampleBatch | None] = [None] * len(replies)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (_, regular) in enumerate(replies):
+        if regular is not None and regular.count > _SMALL:
+            groups.setdefault((regular.head, regular.stride), []).append(i)
+    for (head, stride), members in groups.items():
+        if len(members) == 1:
+            continue
+        for i, batch in zip(members, _joined(replies, members, head, stride), strict=True):
+            batches[i] = batch
+    return [
+        parse_members_reply(*reply) if batch is None else batch
+        for reply, batch in zip(replies, batches, strict=True)
+    ]
+
+
+def _joined(
+    replies: Sequence[tuple[bytes | bytearray | memoryview, Regular | None]],
+    members: list[int],
+    head: int,
+    stride: int,
+) -> list[SampleBatch]:
+    """The batches of `members` of `replies`, all of `stride` bytes with a `head`-byte header."""
+    parts = []
+    counts = []
+    for i in members:
+        data, regular = replies[i]
+        assert regular is not None
+        view = memoryview(data)
+        if regular.first + regular.count * stride != len(view):
+            raise _malformed(f"the layout {regular} does not fit {len(view)} bytes")
+        parts.append(view[regular.first :])
+        counts.append(regular.count)
+    length = stride - head - 2
+    if length < _STAMP:
+        raise _short(length)
+    table = np.frombuffer(b"".join(parts), np.uint8)
+    joined = _rows_batch(table, head, stride, len(table) // stride, length)
+    size = length - _STAMP
+    times = joined.times
+    data = joined.data
+    ends = np.arange(1, max(counts) + 1, dtype=np.int64) * size
+    ends.flags.writeable = False  # shared by the batches
+    batches = []
+    row = 0
+    for count in counts:
+        batches.append(
+            SampleBatch(times[row : row + count], data[row * size : (row + count) * size], ends[:count])
+        )
+        row += count
+    return batches
 
 
 def _array_header(head: bytes) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
-from .._reply import parse_members_reply
+from .._reply import parse_members_replies, parse_members_reply
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -258,6 +258,8 @@ def range_hit(
         parts = replies[i * per_key + 1 : (i + 1) * per_key]
         if len(parts) == 1 and type(parts[0]) is RawArray:  # as the server sent it
             return i, parse_members_reply(*parts[0])
+        if len(parts) == 1 and type(parts[0]) is SampleBatch:  # parsed by _parse_raw
+            return i, parts[0]
         members: list[bytes] = []
         for reply in parts:
             members.extend(answer(reply, key))
@@ -543,6 +545,19 @@ def _bulk(keys: Sequence[bytes], query: RangeQuery) -> bool:
     return len(keys) == 1 and query.scan and not query.previous
 
 
+def _parse_raw(answers: list[Any]) -> list[Any]:
+    """`answers` of range reads, their raw members arrays parsed into batches in one go."""
+    at = [
+        j
+        for j, reply in enumerate(answers)
+        if type(reply) is list and len(reply) == 2 and type(reply[1]) is RawArray
+    ]
+    if len(at) > 1:
+        for j, batch in zip(at, parse_members_replies([answers[j][1] for j in at]), strict=True):
+            answers[j] = [answers[j][0], batch]
+    return answers
+
+
 def get_ranges_plan(
     candidates: Sequence[Sequence[bytes]], query: RangeQuery, cluster: bool = False
 ) -> Plan[list[SampleBatch | None]]:
@@ -560,8 +575,9 @@ def get_ranges_plan(
             for i in simple
         ]
         replies = yield Batch(reads)
-        for i, reply in zip(simple, replies, strict=True):
-            results[i] = parse_range(candidates[i], query, answer(reply))
+        answers = _parse_raw([answer(reply) for reply in replies])
+        for i, reply in zip(simple, answers, strict=True):
+            results[i] = parse_range(candidates[i], query, reply)
     for i, keys in enumerate(candidates):
         if len(keys) > 1 and cluster:
             results[i] = yield from get_range_plan(keys, query, cluster)
