@@ -52,7 +52,7 @@ scalars of a zero-width dtype also become an object array.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,9 +60,9 @@ from numpy.typing import NDArray
 
 from ._codec import decode_value
 from ._samples import SampleBatch, decode_batch
-from ._strided import rows_match
+from ._strided import column, rows_match
 
-__all__ = ["SampleArrays", "batch_arrays", "fixed_arrays", "values_array"]
+__all__ = ["SampleArrays", "batch_arrays", "batches_arrays", "fixed_arrays", "values_array"]
 
 _Array = NDArray[Any]
 
@@ -148,6 +148,62 @@ def fixed_arrays(
     return SampleArrays(values, np.array(times, np.float64))
 
 
+def batches_arrays(
+    batches: Sequence[SampleBatch], decode: Callable[[bytes], Any] = decode_value
+) -> list[SampleArrays]:
+    """:func:`batch_arrays` of each of `batches` (the sensors of a ``get_ranges``).
+
+    Batches of numbers that all have one fixed-size encoding (all ``0xcb`` doubles,
+    say: most sensors) are converted together: their values are joined and checked
+    and converted once, each result being a slice of the whole (so a result keeps
+    the others' values alive as long as it lives).  The dtype of each result is
+    the one :func:`batch_arrays` gives it alone.
+    """
+    results: list[SampleArrays | None] = [None] * len(batches)
+    groups: dict[bytes, list[int]] = {}
+    for i, batch in enumerate(batches):
+        n = len(batch.times)
+        data = batch.data
+        if n > _SMALL_JOINED and len(data) == n * _JOINED.get(data[1:2], 0) and data[:1] == b"\xff":
+            groups.setdefault(data[1:2], []).append(i)
+    for kind, members in groups.items():
+        if len(members) > 1:
+            joined = _joined([batches[i] for i in members], kind)
+            if joined is not None:
+                for i, arrays in zip(members, joined, strict=True):
+                    results[i] = arrays
+    return [
+        batch_arrays(batch, decode) if arrays is None else arrays
+        for batch, arrays in zip(batches, results, strict=True)
+    ]
+
+
+# Batches this long or shorter are converted alone (their times and ends are lists).
+_SMALL_JOINED = 64
+
+
+def _joined(batches: list[SampleBatch], kind: bytes) -> list[SampleArrays] | None:
+    """The arrays of `batches`, all of encoding `kind`, converted at once; None if some
+    value is not of that encoding after all."""
+    size = _JOINED[kind]
+    counts = np.fromiter((len(batch.times) for batch in batches), np.int64, len(batches))
+    total = int(counts.sum())
+    data = np.frombuffer(b"".join(batch.data for batch in batches), np.uint8)
+    # every value `size` bytes long: each batch's ends step by `size` from `size`
+    ends = np.concatenate([np.asarray(batch.ends, np.int64) for batch in batches])
+    steps = np.diff(ends, prepend=0)
+    starts = np.cumsum(counts) - counts
+    steps[starts] = ends[starts]
+    if not (steps == size).all() or not rows_match(data, 0, size, total, b"\xff" + kind):
+        return None
+    code, floating = _NUMBERS[kind[0]]
+    values = column(data, 2, size, total, code).astype(np.float64 if floating else np.int64)
+    return [
+        SampleArrays(values[start : start + count], np.asarray(batch.times, np.float64))
+        for batch, start, count in zip(batches, starts.tolist(), counts.tolist(), strict=True)
+    ]
+
+
 # --------------------------------------------------------------------------- classification
 
 
@@ -225,6 +281,12 @@ _NUMBERS: dict[int, tuple[str, bool]] = {
     0xCC: (">u1", False), 0xCD: (">u2", False), 0xCE: (">u4", False), 0xCF: (">u8", False),
     0xD0: (">i1", False), 0xD1: (">i2", False), 0xD2: (">i4", False), 0xD3: (">i8", False),
 }  # fmt: skip
+
+# Type byte (as bytes) -> value size, of the encodings batches_arrays converts together:
+# not 0xcf, as a uint64 batch's dtype depends on its own values.
+_JOINED: dict[bytes, int] = {
+    bytes([kind]): 2 + np.dtype(code).itemsize for kind, (code, _) in _NUMBERS.items() if kind != 0xCF
+}
 
 # str and bin encodings: type byte -> bytes of the length field after it
 _STR: dict[int, int] = {0xD9: 1, 0xDA: 2, 0xDB: 4}

@@ -31,7 +31,7 @@ from ._codec import (
 from ._errors import DecodeError, ImmutableKeyError
 from ._keys import SEPARATOR, KeyType, display_str, ensure_bytes, ensure_str, view_prefixes
 from ._ranges import check_timestamp
-from ._samples import SampleBatch, decode_batch
+from ._samples import SampleBatch, _young_collections_paused, decode_batch
 from .backends.base import Found, Write
 
 __all__ = [
@@ -320,11 +320,15 @@ def ranges_result(
 
     `found` holds batches (decoded here) or, for ``arrays=True``, the backend's arrays.
     """
-    return {
-        key: decode_batch(item) if isinstance(item, SampleBatch) else item
-        for key, item in zip(keys, found, strict=True)
-        if item is not None
-    }
+    items = [(key, item) for key, item in zip(keys, found, strict=True) if item is not None]
+    if sum(len(item) for _, item in items if isinstance(item, SampleBatch)) < _MANY_SAMPLES:
+        return {key: decode_batch(item) if isinstance(item, SampleBatch) else item for key, item in items}
+    with _young_collections_paused():  # as decode_batch does for one big batch
+        return {key: decode_batch(item) if isinstance(item, SampleBatch) else item for key, item in items}
+
+
+# Samples from which get_ranges pauses young garbage collections while it builds tuples.
+_MANY_SAMPLES = 10_000
 
 
 def describe(key: str | bytes, sub_key: Any = None, indexed: bool = False) -> str:
