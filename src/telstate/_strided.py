@@ -15,6 +15,7 @@ reads such a table through a strided view (``np.ndarray`` over the buffer with
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -36,14 +37,33 @@ def rows_match(buf: Any, start: int, stride: int, count: int, pattern: bytes) ->
     """Whether `pattern` is at ``start + k * stride`` in `buf` for every k < `count`.
 
     The pattern is compared a few bytes at a time, as little-endian unsigned integers
-    read from each row, the last read overlapping the one before it if needed.
+    read from each row, the last read overlapping the one before it if needed (for
+    a few rows, the bytes of the pattern in every row are copied out and compared).
     """
-    size = len(pattern)
-    if not count or not size:
+    if not count:
         return True
-    width = 8 if size >= 8 else 4 if size >= 4 else 2 if size >= 2 else 1
-    for at in [*range(0, size - width, width), size - width]:
-        expected = int.from_bytes(pattern[at : at + width], "little")
-        if not (column(buf, start + at, stride, count, f"<u{width}") == expected).all():
+    if count <= _SMALL:  # one copy of the bytes, one memcmp: less numpy overhead
+        view = np.ndarray((count,), f"V{len(pattern)}", buffer=buf, offset=start, strides=(stride,))
+        return view.tobytes() == pattern * count
+    for at, dtype, expected in _pieces(pattern):
+        view = np.ndarray((count,), dtype, buffer=buf, offset=start + at, strides=(stride,))
+        if not (view == expected).all():
             return False
     return True
+
+
+# Up to this many rows, the pattern's bytes of every row are copied out and compared
+# in one go; beyond, integer comparisons copy nothing.
+_SMALL = 4096
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(pattern: bytes) -> tuple[tuple[int, np.dtype[Any], int], ...]:
+    """How :func:`rows_match` reads `pattern`: (offset, unsigned dtype, value) of each read."""
+    size = len(pattern)
+    width = 8 if size >= 8 else 4 if size >= 4 else 2 if size >= 2 else 1
+    dtype = np.dtype(f"<u{width}")
+    return tuple(
+        (at, dtype, int.from_bytes(pattern[at : at + width], "little"))
+        for at in ([*range(0, size - width, width), size - width] if size else [])
+    )

@@ -162,10 +162,7 @@ class BulkLayout(NamedTuple):
     members: int  # N
     head: bytes  # the first member's header, b"$L\r\n"
     stride: int  # bytes of one member with its header and \r\n
-
-    @property
-    def end(self) -> int:
-        return self.first + self.members * self.stride
+    end: int  # offset just after the array: first + members * stride
 
     def regular(self) -> Regular:
         """The layout of the members array alone (offsets from its ``*N``), once checked."""
@@ -188,7 +185,7 @@ def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | N
     count = int(data[start + 1 : line])
     first = line + 2
     if count == 0:
-        return BulkLayout(start, first, 0, b"", 0)
+        return BulkLayout(start, first, 0, b"", 0, first)
     head_end = data.find(b"\r\n", first)
     if head_end < 0:
         return None if len(data) - first < 12 else False
@@ -196,7 +193,8 @@ def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | N
     if data[first : first + 1] != b"$" or not digits.isdigit() or len(digits) > 10:
         return False
     head = bytes(data[first : head_end + 2])
-    return BulkLayout(start, first, count, head, len(head) + int(digits) + 2)
+    stride = len(head) + int(digits) + 2
+    return BulkLayout(start, first, count, head, stride, first + count * stride)
 
 
 def members_regular(buffer: Any, layout: BulkLayout, done: int, received: int) -> int | None:
@@ -212,13 +210,13 @@ def members_regular(buffer: Any, layout: BulkLayout, done: int, received: int) -
     """
     if not layout.members:
         return received
-    first, stride, head = layout.first, layout.stride, layout.head
+    first, stride, head, end = layout.first, layout.stride, layout.head, layout.end
     checked = 0 if done <= first else (done - first) // stride
     arrived = min(layout.members, (received - first - len(head)) // stride + 1)
     if arrived > checked and not rows_match(
         buffer, first + checked * stride - 2, stride, arrived - checked, b"\r\n" + head
     ):
         return None
-    if received < layout.end:
+    if received < end:
         return first + max(arrived, checked) * stride
-    return layout.end if bytes(buffer[layout.end - 2 : layout.end]) == b"\r\n" else None
+    return end if buffer[end - 2] == 13 and buffer[end - 1] == 10 else None
