@@ -14,6 +14,8 @@ does not hide the replies of the others.  Errors start with a code in capitals
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -169,9 +171,24 @@ class BulkLayout(NamedTuple):
         return Regular(self.members, self.first - self.start, len(self.head), self.stride)
 
 
+@functools.lru_cache(maxsize=8)
+def _plain_start(prefix: bytes) -> re.Pattern[bytes]:
+    """`prefix`, ``*N`` and the first member's header ``$L``, all arrived."""
+    return re.compile(re.escape(prefix) + rb"\*([0-9]{1,10})\r\n(\$[0-9]{1,10}\r\n)?")
+
+
 def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | None:
     """The layout of the members array after `prefix`, None if more bytes are needed,
     False if the replies do not have the shape of a successful read."""
+    whole = _plain_start(prefix).match(data)
+    if whole is not None:  # the usual case, in one step
+        count, head = int(whole[1]), whole[2]
+        first = len(prefix) + len(whole[1]) + 3
+        if not count:
+            return BulkLayout(len(prefix), first, 0, b"", 0, first)
+        if head is not None:
+            stride = len(head) + int(head[1:-2]) + 2
+            return BulkLayout(len(prefix), first, count, head, stride, first + count * stride)
     if len(data) < len(prefix):
         return None if prefix.startswith(bytes(data)) else False
     if not data.startswith(prefix):
