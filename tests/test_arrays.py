@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telstate import DecodeError, ImmutableKeyError, encode_value
-from telstate._arrays import _PAD_FACTOR, _PAD_SLACK, batch_arrays, values_array
+from telstate._arrays import _PAD_FACTOR, _PAD_SLACK, batch_arrays, batches_arrays, values_array
 from telstate._codec import ENCODING_PICKLE, decode_value
 from telstate._ranges import resolve_range
 from telstate._samples import SampleBatch, decode_batch
@@ -340,3 +340,50 @@ def test_get_ranges_arrays_on_memory() -> None:
     assert got[2] is not None and got[2].values.tolist() == ["x"]
     with pytest.raises(ImmutableKeyError):
         backend.get_ranges_arrays([[b"i"]], query)
+
+
+# ------------------------------------------------------------------- many batches at once
+
+# Sensors as get_ranges meets them: long runs of one number encoding (joined), others alone
+LONG_NUMBERS = st.one_of(
+    st.lists(st.floats(), min_size=65, max_size=200),
+    st.lists(st.floats(width=32).map(np.float32), min_size=65, max_size=100),
+    *[
+        st.lists(st.integers(lo, hi), min_size=65, max_size=100)
+        for lo, hi in [(128, 255), (256, 65535), (2**16, 2**32 - 1), (-(2**63), -(2**31) - 1)]
+    ],
+    st.lists(st.integers(2**63, 2**64 - 1), min_size=65, max_size=100),  # uint64: alone
+    st.lists(st.integers(2**32, 2**64 - 1), min_size=65, max_size=100),  # mixed 0xcf / 0xd3
+)
+BATCH_LISTS = st.lists(st.one_of(LONG_NUMBERS, VALUE_LISTS), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value_lists=BATCH_LISTS, as_lists=st.booleans())
+def test_batches_arrays_as_each_alone(value_lists: list[list[Any]], as_lists: bool) -> None:
+    batches = [_batch(values, as_lists) for values in value_lists]
+    got = batches_arrays(batches)
+    assert len(got) == len(batches)
+    for arrays, batch in zip(got, batches, strict=True):
+        alone = batch_arrays(batch)
+        assert arrays.values.dtype == alone.values.dtype
+        assert arrays.timestamps.tolist() == alone.timestamps.tolist()
+        assert len(arrays.values) == len(alone.values)
+        assert all(_same(a, b) for a, b in zip(list(arrays.values), list(alone.values), strict=True))
+
+
+def test_batches_of_one_encoding_are_converted_together() -> None:
+    doubles = [_batch([float(i + k) for i in range(100)]) for k in range(3)]
+    ints = [_batch([2**40 + i for i in range(100)]) for _ in range(2)]
+    odd = _batch([1.5] * 99 + [7])  # one int among the doubles: converted alone
+    got = batches_arrays([doubles[0], ints[0], odd, doubles[1], ints[1], doubles[2]])
+    assert [a.values.dtype for a in got] == [np.float64, np.int64, np.float64] * 2
+    assert got[0].values.base is not None and got[0].values.base is got[3].values.base
+    assert got[5].values.tolist() == [float(i + 2) for i in range(100)]
+    assert got[2].values.tolist() == [1.5] * 99 + [7.0]
+    # a value of another encoding hidden in a batch of the right length: alone, as before
+    sneaky = SampleBatch(
+        doubles[0].times, (b"\xff\xcb" + bytes(8)) * 99 + b"\xff\xd3" + bytes(8), doubles[0].ends
+    )
+    got = batches_arrays([sneaky, doubles[1]])
+    assert got[0].values.dtype == batch_arrays(sneaky).values.dtype

@@ -18,9 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from telstate import ImmutableKeyError, TelescopeState
-from telstate._redis import resp
+from telstate import DecodeError, ImmutableKeyError, TelescopeState
+from telstate._redis import resp, rules
+from telstate._redis.session import Node
+from telstate._redis.sync import SocketConnection
+from telstate._samples import SampleBatch
 from telstate.backends import _redis_protocol as proto
 
 from .servers import RedisServer
@@ -224,3 +229,135 @@ def test_many_sensors_in_one_exchange(
     again = own.get_ranges(plain, st=0)
     assert raw_parses == [3001, 15001, 10]
     assert again["last"] == [(7, float(t)) for t in range(10)]
+
+
+# ------------------------------------------------ the receiving loop, with a socket of our own
+
+
+class ChunkedSocket:
+    """Hands out `stream` in pieces of the given sizes (then whatever is asked for)."""
+
+    def __init__(self, stream: bytes, sizes: list[int]) -> None:
+        self.stream = stream
+        self.sizes = list(sizes)
+        self.at = 0
+
+    def gettimeout(self) -> float | None:
+        return None
+
+    def recv_into(self, view: memoryview) -> int:
+        size = self.sizes.pop(0) if self.sizes else len(view)
+        size = min(size, len(view), len(self.stream) - self.at)
+        view[:size] = self.stream[self.at : self.at + size]
+        self.at += size
+        return size
+
+
+def _receive(stream: bytes, reads: int, sizes: list[int]) -> list[Any]:
+    connection = SocketConnection(
+        ChunkedSocket(stream, sizes),  # type: ignore[arg-type]
+        Node(("127.0.0.1", 1)),
+        0,
+    )
+    return connection._receive_bulk(reads * resp.BULK_READ_REPLIES)
+
+
+def _plain(replies: list[Any]) -> list[Any]:
+    """Replies with raw members arrays as hiredis reads them, and errors comparable."""
+    out: list[Any] = []
+    for reply in replies:
+        if isinstance(reply, list):
+            out.append(_plain(reply))
+        elif isinstance(reply, resp.RawArray):
+            reader = resp.Reader()
+            reader.feed(bytes(reply.data))
+            members = reader.gets()
+            parsed = proto.parse_members_reply(*reply)
+            assert parsed.encoded() == SampleBatch.from_members(members).encoded()
+            out.append(members)
+        elif isinstance(reply, BaseException):
+            out.append((type(reply).__name__, str(reply)))
+        else:
+            out.append(reply)
+    return out
+
+
+def _hiredis(stream: bytes, count: int) -> list[Any]:
+    reader = resp.Reader()
+    reader.feed(stream)
+    return _plain([reader.gets() for _ in range(count)])
+
+
+def _array(members: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(members) + b"".join(b"$%d\r\n%s\r\n" % (len(m), m) for m in members)
+
+
+def _read(kind: bytes, body: bytes) -> bytes:
+    return b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+" + kind + b"\r\n" + body
+
+
+FLOATS = [member(float(t), b"\xff\xcb" + struct.pack(">d", t / 3)) for t in range(5)]
+SHAPES = {
+    "floats": _read(b"zset", _array(FLOATS)),
+    "one": _read(b"zset", _array(FLOATS[:1])),
+    "empty": _read(b"zset", b"*0\r\n"),
+    "missing": _read(b"none", b"*0\r\n"),
+    "wrong type": _read(b"string", b"-WRONGTYPE Operation against a key holding the wrong kind\r\n"),
+    "strings": _read(b"zset", _array([member(1.0, b"\xff\xa1a"), member(2.0, b"\xff\xa2bb")])),
+    "false headers": _read(b"zset", _array([member(float(t), b"$18\r\n\r\n") for t in range(4)])),
+    "aborted": b"+OK\r\n-ERR unknown command\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
+}
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["floats"],
+        ["floats", "one", "empty", "false headers", "floats"],
+        ["floats", "missing", "floats"],
+        ["one", "wrong type", "empty"],
+        ["floats", "strings", "floats"],
+        ["empty", "aborted", "one"],
+    ],
+    ids="+".join,
+)
+def test_replies_split_at_every_byte(names: list[str]) -> None:
+    stream = b"".join(SHAPES[name] for name in names)
+    expected = _hiredis(stream, 4 * len(names))
+    for cut in range(1, len(stream)):
+        assert _plain(_receive(stream, len(names), [cut])) == expected, cut
+    assert _plain(_receive(stream, len(names), [1] * len(stream))) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(sorted(SHAPES)), min_size=1, max_size=6),
+    sizes=st.lists(st.integers(1, 200), max_size=30),
+    big=st.integers(0, 3000),
+)
+def test_random_reads_and_pieces(names: list[str], sizes: list[int], big: int) -> None:
+    # a big regular read somewhere, to cross buffer growth
+    many = [member(float(t), b"\xff\xcb" + struct.pack(">d", t)) for t in range(big)]
+    names = [*names, "big"]
+    shapes = {**SHAPES, "big": _read(b"zset", _array(many))}
+    stream = b"".join(shapes[name] for name in names)
+    assert _plain(_receive(stream, len(names), sizes)) == _hiredis(stream, 4 * len(names))
+
+
+def test_bytes_that_are_not_replies_drop_the_connection() -> None:
+    with pytest.raises(rules.Dropped, match="more than the replies"):
+        _receive(SHAPES["floats"] + b"+OK\r\n", 1, [])
+    with pytest.raises(rules.Dropped, match="Redis protocol"):
+        _receive(b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n*2\r\n$x\r\n", 1, [])
+    with pytest.raises(rules.Dropped, match="closed the connection"):
+        _receive(SHAPES["floats"][:-3], 1, [])  # the server went away mid-reply
+
+
+def test_a_corrupt_array_header_is_our_error() -> None:
+    # A members array whose header was damaged after the reader checked it
+    raw = _receive(SHAPES["floats"], 1, [])[3][1]
+    assert isinstance(raw, resp.RawArray) and raw.regular is not None
+    with pytest.raises(DecodeError, match="does not fit"):
+        proto.parse_members_reply(bytes(raw.data)[:-1], raw.regular)
+    with pytest.raises(DecodeError, match="malformed"):
+        proto.parse_members_reply(b"*5\r\n$17\r\n" + bytes(raw.data)[9:])

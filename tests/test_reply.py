@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telstate import DecodeError
-from telstate._reply import parse_members_reply
+from telstate._reply import Regular, parse_members_replies, parse_members_reply
 from telstate._samples import SampleBatch
 
 # Bytes that look like parts of a reply, so that members hold false headers.
@@ -158,3 +158,78 @@ def test_leading_zeros_are_not_headers() -> None:
         parse_members_reply(reply)
     with pytest.raises(DecodeError, match="array header"):
         parse_members_reply(b"*01\r\n$9\r\n123456789\r\n")
+
+
+# ---------------------------------------------------------------- many replies, layouts known
+
+
+def _regular(members: list[bytes]) -> Regular | None:
+    """The layout a reader that checked `members` as they arrived would pass on."""
+    if not members or len({len(m) for m in members}) != 1:
+        return None
+    head = len(b"$%d\r\n" % len(members[0]))
+    return Regular(len(members), len(b"*%d\r\n" % len(members)), head, head + len(members[0]) + 2)
+
+
+SENSORS = st.lists(
+    st.one_of(
+        MEMBER_LISTS,
+        # big enough to be joined with others
+        st.sampled_from([8, 10, 17]).flatmap(
+            lambda n: st.lists(
+                st.tuples(TIMES, st.binary(min_size=n - 8, max_size=n - 8)).map(b"".join),
+                min_size=65,
+                max_size=300,
+            )
+        ),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sensors=SENSORS, known=st.booleans())
+def test_many_replies_parse_as_each_alone(sensors: list[list[bytes]], known: bool) -> None:
+    # All in one buffer, as a connection receives them, each reply a view of it
+    replies = [_reply(members) for members in sensors]
+    buffer = memoryview(b"".join(b"+junk\r\n" + reply for reply in replies))
+    views = []
+    at = 0
+    for reply in replies:
+        at += len(b"+junk\r\n")
+        views.append(buffer[at : at + len(reply)])
+        at += len(reply)
+    layouts = [_regular(members) if known else None for members in sensors]
+    got = parse_members_replies(list(zip(views, layouts, strict=True)))
+    assert len(got) == len(sensors)
+    for batch, members in zip(got, sensors, strict=True):
+        expected = SampleBatch.from_members(members)
+        assert _as_lists(batch) == _as_lists(expected)
+        assert type(batch.times) is type(expected.times)
+
+
+def test_layouts_that_do_not_fit_are_refused() -> None:
+    members = [struct.pack(">d", float(i)) + b"\xff\xcb" + bytes(8) for i in range(100)]
+    reply = _reply(members)
+    layout = _regular(members)
+    assert layout is not None
+    assert len(parse_members_reply(reply, layout)) == 100
+    with pytest.raises(DecodeError, match="does not fit"):
+        parse_members_reply(reply + b"x", layout)
+    with pytest.raises(DecodeError, match="does not fit"):
+        parse_members_replies([(reply, layout), (reply[:-1], layout)])
+    short = [struct.pack(">d", float(i))[:6] for i in range(100)]
+    short_layout = _regular(short)
+    assert short_layout is not None
+    for many in ([(_reply(short), short_layout)], [(_reply(short), short_layout)] * 2):
+        with pytest.raises(DecodeError, match="shorter than its 8-byte timestamp"):
+            parse_members_replies(many)
+
+
+def test_joined_batches_do_not_share_writable_offsets() -> None:
+    members = [struct.pack(">d", float(i)) + b"\xff\xcb" + bytes(8) for i in range(100)]
+    reply = _reply(members)
+    a, b = parse_members_replies([(reply, _regular(members))] * 2)
+    assert a.ends.tolist() == b.ends.tolist() == list(range(10, 1001, 10))  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        a.ends[0] = 0  # type: ignore[index]

@@ -169,10 +169,8 @@ def _joined(
     if length < _STAMP:
         raise _short(length)
     table = np.frombuffer(b"".join(parts), np.uint8)
-    joined = _rows_batch(table, head, stride, len(table) // stride, length)
+    times, data = _rows_fields(table, head, stride, len(table) // stride, length)
     size = length - _STAMP
-    times = joined.times
-    data = joined.data
     ends = np.arange(1, max(counts) + 1, dtype=np.int64) * size
     ends.flags.writeable = False  # shared by the batches
     batches = []
@@ -223,10 +221,19 @@ def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
 
 def _rows_batch(buf: _Array, start: int, stride: int, count: int, length: int) -> SampleBatch:
     """The batch of `count` members of `length` bytes, `stride` apart from `start`."""
+    times, data = _rows_fields(buf, start, stride, count, length)
+    size = length - _STAMP
+    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * size)
+
+
+def _rows_fields(
+    buf: _Array, start: int, stride: int, count: int, length: int
+) -> tuple[_Array, bytes]:
+    """Timestamps and values (back to back) of `count` members as in :func:`_rows_batch`."""
     times = column(buf, start, stride, count, ">f8").astype(np.float64)
     size = length - _STAMP
     data = column(buf, start + _STAMP, stride, count, f"V{size}").tobytes() if size else b""
-    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * size)
+    return times, data
 
 
 def _short(length: int) -> DecodeError:
