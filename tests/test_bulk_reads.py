@@ -159,7 +159,12 @@ def test_bulk_layout_rules() -> None:
     assert prefix == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n"
     assert resp.bulk_layout(b"+OK\r\n+QUE", prefix) is None  # more bytes needed
     assert resp.bulk_layout(b"+OK\r\n-ERR", prefix) is False
-    assert resp.bulk_layout(prefix.replace(b"zset", b"none") + b"*0\r\n", prefix) is False
+    assert resp.bulk_layout(prefix.replace(b"zset", b"hash") + b"*0\r\n", prefix) is False
+    absent = prefix.replace(b"zset", b"none") + b"*0\r\n"
+    assert resp.bulk_layout(absent[:-3], prefix) is None
+    missing = resp.bulk_layout(absent, prefix)
+    assert isinstance(missing, resp.BulkLayout) and missing.missing and missing.end == len(absent)
+    assert resp.bulk_layout(absent[:-3] + b"1\r\n", prefix) is False
     assert resp.bulk_layout(prefix + b"*12", prefix) is None
     assert resp.bulk_layout(prefix + b"-WRONGTYPE x\r\n", prefix) is False
     empty = resp.bulk_layout(prefix + b"*0\r\n", prefix)
@@ -229,6 +234,12 @@ def test_many_sensors_in_one_exchange(
     again = own.get_ranges(plain, st=0)
     assert raw_parses == [3001, 15001, 10]
     assert again["last"] == [(7, float(t)) for t in range(10)]
+    # An absent key is a read of its own shape: the reads after it stay raw
+    raw_parses.clear()
+    gaps = own.get_ranges(["absent", "f1", "absent2", "f5", "last"], st=0, arrays=True)
+    assert sorted(gaps) == ["f1", "f5", "last"]
+    assert raw_parses == [3001, 15001, 10]
+    assert gaps["f5"].values.tolist() == [float(t * 5) for t in range(15001)]
 
 
 # ------------------------------------------------ the receiving loop, with a socket of our own

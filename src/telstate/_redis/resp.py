@@ -165,10 +165,17 @@ class BulkLayout(NamedTuple):
     head: bytes  # the first member's header, b"$L\r\n"
     stride: int  # bytes of one member with its header and \r\n
     end: int  # offset just after the array: first + members * stride
+    missing: bool = False  # the key does not exist: TYPE said none, the array is empty
 
     def regular(self) -> Regular:
         """The layout of the members array alone (offsets from its ``*N``), once checked."""
         return Regular(self.members, self.first - self.start, len(self.head), self.stride)
+
+
+@functools.lru_cache(maxsize=8)
+def _missing(prefix: bytes) -> bytes:
+    """The whole replies of a read whose key does not exist (`prefix` ends ``+zset``)."""
+    return prefix[: -len(b"+zset\r\n")] + b"+none\r\n*0\r\n"
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,9 +184,13 @@ def _plain_start(prefix: bytes) -> re.Pattern[bytes]:
     return re.compile(re.escape(prefix) + rb"\*([0-9]{1,10})\r\n(\$[0-9]{1,10}\r\n)?")
 
 
-def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | None:
+def bulk_layout(data: bytes, prefix: bytes) -> BulkLayout | bool | None:
     """The layout of the members array after `prefix`, None if more bytes are needed,
-    False if the replies do not have the shape of a successful read."""
+    False if the replies do not have the shape of a successful read.
+
+    The read of a key that does not exist (``+none``, an empty array) has a layout too,
+    marked `missing`.
+    """
     whole = _plain_start(prefix).match(data)
     if whole is not None:  # the usual case, in one step
         count, head = int(whole[1]), whole[2]
@@ -189,10 +200,14 @@ def bulk_layout(data: bytes | bytearray, prefix: bytes) -> BulkLayout | bool | N
         if head is not None:
             stride = len(head) + int(head[1:-2]) + 2
             return BulkLayout(len(prefix), first, count, head, stride, first + count * stride)
+    missing = _missing(prefix)
     if len(data) < len(prefix):
-        return None if prefix.startswith(bytes(data)) else False
+        return None if prefix.startswith(data) or missing.startswith(data) else False
     if not data.startswith(prefix):
-        return False
+        if data.startswith(missing):
+            end = len(missing)
+            return BulkLayout(end - 4, end, 0, b"", 0, end, missing=True)
+        return None if missing.startswith(data) else False
     start = len(prefix)
     line = data.find(b"\r\n", start)
     if line < 0:

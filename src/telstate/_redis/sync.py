@@ -153,6 +153,10 @@ class SocketConnection:
             if layout is False:  # not the shape of a plain read: hiredis parses the rest
                 return replies + self._hand_over(view[pos:received], count - len(replies))
             assert isinstance(layout, BulkLayout)
+            if layout.missing:
+                replies += [b"OK", b"QUEUED", b"QUEUED", [b"none", []]]
+                pos += layout.end
+                continue
             if pos + layout.end > len(buffer):
                 # the rest of this read, and room for the next ones if any
                 room = layout.end if index == reads - 1 else max(layout.end, 2 * len(buffer))
