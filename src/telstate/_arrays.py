@@ -163,9 +163,9 @@ def batches_arrays(
     groups: dict[bytes, list[int]] = {}
     for i, batch in enumerate(batches):
         n = len(batch.times)
-        data = batch.data
-        if n > _SMALL_JOINED and len(data) == n * _JOINED.get(data[1:2], 0) and data[:1] == b"\xff":
-            groups.setdefault(data[1:2], []).append(i)
+        head = bytes(batch.data[:2])  # data may be bytes or a uint8 array
+        if n > _SMALL_JOINED and len(batch.data) == n * _JOINED.get(head[1:], 0) and head[:1] == b"\xff":
+            groups.setdefault(head[1:], []).append(i)
     for kind, members in groups.items():
         if len(members) > 1:
             joined = _joined([batches[i] for i in members], kind)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio
 
+from .._arrays import SampleArrays
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery
@@ -206,6 +207,11 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleBatch | None]:
         return await self._run(proto.get_ranges_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
+
+    async def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        return proto.ranges_arrays(await self.get_ranges(candidates, query))
 
     async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return await self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]

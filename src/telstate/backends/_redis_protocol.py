@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from .._arrays import SampleArrays, batches_arrays
 from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
@@ -582,6 +583,13 @@ def get_ranges_plan(
         if len(keys) > 1 and cluster:
             results[i] = yield from get_range_plan(keys, query, cluster)
     return results
+
+
+def ranges_arrays(batches: list[SampleBatch | None]) -> list[SampleArrays | None]:
+    """The arrays of each batch found by :func:`get_ranges_plan`, converted together where
+    they allow (``telstate._arrays.batches_arrays``)."""
+    converted = iter(batches_arrays([batch for batch in batches if batch is not None]))
+    return [None if batch is None else next(converted) for batch in batches]
 
 
 def key_type_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[KeyType | None]:

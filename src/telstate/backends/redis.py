@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .._arrays import SampleArrays
 from .._errors import ImmutableKeyError
 from .._keys import KeyType
 from .._ranges import RangeQuery
@@ -321,6 +322,11 @@ class RedisBackend(RedisBackendCommon, Backend):
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleBatch | None]:
         return self._run(proto.get_ranges_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
+
+    def get_ranges_arrays(
+        self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
+    ) -> list[SampleArrays | None]:
+        return proto.ranges_arrays(self.get_ranges(candidates, query))
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
