@@ -25,6 +25,7 @@ from telstate import DecodeError, ImmutableKeyError, TelescopeState
 from telstate._redis import resp, rules
 from telstate._redis.session import Node
 from telstate._redis.sync import SocketConnection
+from telstate._arrays import batch_arrays
 from telstate._samples import SampleBatch
 from telstate.backends import _redis_protocol as proto
 
@@ -69,8 +70,16 @@ def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         seen.extend(map(len, batches))
         return batches
 
+    table = proto.members_table
+
+    def counting_table(data: Any, regular: Any) -> Any:  # get_range_arrays, no batch
+        got = table(data, regular)
+        seen.append(len(got.times))
+        return got
+
     monkeypatch.setattr(proto, "parse_members_reply", counting)
     monkeypatch.setattr(proto, "parse_members_replies", counting_many)
+    monkeypatch.setattr(proto, "members_table", counting_table)
     return seen
 
 
@@ -372,3 +381,35 @@ def test_a_corrupt_array_header_is_our_error() -> None:
         proto.parse_members_reply(bytes(raw.data)[:-1], raw.regular)
     with pytest.raises(DecodeError, match="malformed"):
         proto.parse_members_reply(b"*5\r\n$17\r\n" + bytes(raw.data)[9:])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [i * 0.25 for i in range(100)],  # doubles: straight from the reply
+        [np.float32(i) for i in range(100)],
+        [2**40 + i for i in range(100)],  # int64
+        [200 + i for i in range(50)],  # uint8
+        [2**63 + i for i in range(100)],  # uint64 beyond int64: by its own rule
+        [i * 1000 for i in range(100)],  # ints of several encodings
+        [True, False] * 50,
+        ["abc"] * 100,
+        [1.5] * 99 + [7],  # one int among the doubles
+        [0.5] * 10,  # a few: a batch first
+    ],
+    ids=["f8", "np.f4", "i8", "u1", "u8", "mixed", "bool", "str", "one int", "few"],
+)
+def test_get_range_arrays_from_the_raw_reply(
+    own: TelescopeState, redis_client: redis.Redis, values: list[Any]
+) -> None:
+    with own.pipeline() as batch:
+        for i, value in enumerate(values):
+            batch.add("s", value, ts=1e9 + i)
+    got = own.get_range_arrays("s", st=0)
+    members = redis_client.zrangebylex("s", "-", "+")
+    expected = batch_arrays(SampleBatch.from_members(members))
+    assert got.values.dtype == expected.values.dtype
+    assert got.values.tolist() == expected.values.tolist()
+    assert got.timestamps.tolist() == expected.timestamps.tolist() == [1e9 + i for i in range(len(values))]
+    many = own.get_ranges(["s", "s"], st=0, arrays=True)["s"]
+    assert many.values.tolist() == expected.values.tolist()

@@ -62,7 +62,14 @@ from ._codec import decode_value
 from ._samples import SampleBatch, decode_batch
 from ._strided import column, rows_match
 
-__all__ = ["SampleArrays", "batch_arrays", "batches_arrays", "fixed_arrays", "values_array"]
+__all__ = [
+    "SampleArrays",
+    "batch_arrays",
+    "batches_arrays",
+    "fixed_arrays",
+    "strided_numbers",
+    "values_array",
+]
 
 _Array = NDArray[Any]
 
@@ -194,14 +201,28 @@ def _joined(batches: list[SampleBatch], kind: bytes) -> list[SampleArrays] | Non
     steps = np.diff(ends, prepend=0)
     starts = np.cumsum(counts) - counts
     steps[starts] = ends[starts]
-    if not (steps == size).all() or not rows_match(data, 0, size, total, b"\xff" + kind):
+    if not (steps == size).all():
         return None
-    code, floating = _NUMBERS[kind[0]]
-    values = column(data, 2, size, total, code).astype(np.float64 if floating else np.int64)
+    values = strided_numbers(data, 0, size, total, size)
+    if values is None:
+        return None
     return [
         SampleArrays(values[start : start + count], np.asarray(batch.times, np.float64))
         for batch, start, count in zip(batches, starts.tolist(), counts.tolist(), strict=True)
     ]
+
+
+def strided_numbers(buf: Any, start: int, stride: int, count: int, size: int) -> _Array | None:
+    """The values of `size` bytes at ``start + k * stride`` in `buf` (k < `count`, > 0) as
+    an array, if all are numbers of one fixed-size encoding converted together (the
+    encodings of :func:`batches_arrays`), else None; read in place, never copied first.
+    """
+    kind = bytes(buf[start + 1 : start + 2])
+    if _JOINED.get(kind) != size or not rows_match(buf, start, stride, count, b"\xff" + kind):
+        return None
+    code, floating = _NUMBERS[kind[0]]
+    values: _Array = column(buf, start + 2, stride, count, code)
+    return values.astype(np.float64 if floating else np.int64)
 
 
 # --------------------------------------------------------------------------- classification

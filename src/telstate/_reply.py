@@ -49,7 +49,13 @@ from ._errors import DecodeError
 from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
 from ._strided import column, rows_match
 
-__all__ = ["Regular", "parse_members_replies", "parse_members_reply"]
+__all__ = [
+    "MembersTable",
+    "Regular",
+    "members_table",
+    "parse_members_replies",
+    "parse_members_reply",
+]
 
 _Array = NDArray[Any]
 _DOLLAR, _CR, _LF = ord("$"), ord("\r"), ord("\n")
@@ -100,13 +106,11 @@ def parse_members_reply(
     """
     buf = np.frombuffer(reply, np.uint8)
     if regular is not None and regular.count:
-        count, head, stride = regular.count, regular.head, regular.stride
-        if regular.first + count * stride != len(buf) or stride < head + 2:
-            raise _malformed(f"the layout {regular} does not fit {len(buf)} bytes")
-        length = stride - head - 2
-        if length < _STAMP:
-            raise _short(length)
-        batch = _rows_batch(buf, regular.first + head, stride, count, length)
+        count = regular.count
+        table = members_table(reply, regular)
+        size = table.size
+        data = column(buf, table.start, table.stride, count, f"V{size}").tobytes() if size else b""
+        batch = SampleBatch(table.times, data, np.arange(1, count + 1, dtype=np.int64) * size)
     else:
         count, body = _array_header(bytes(buf[:24]))
         if count == 0:
@@ -120,6 +124,36 @@ def parse_members_reply(
     if count <= _SMALL:  # small batches hold lists: Python floats, cheaper to index
         return SampleBatch(_as_list(batch.times), batch.data, _as_list(batch.ends))
     return batch
+
+
+class MembersTable(NamedTuple):
+    """The members of a checked reply as a table: timestamps converted, values in place."""
+
+    times: _Array  # float64
+    buf: _Array  # the reply, uint8
+    start: int  # offset of the first value
+    stride: int  # bytes from one value to the next
+    size: int  # bytes of each value
+
+
+def members_table(reply: bytes | bytearray | memoryview, regular: Regular) -> MembersTable:
+    """The table of the members of `reply`, whose `regular` layout its reader checked.
+
+    Raises
+    ------
+    DecodeError
+        If the layout does not fit the reply, or a member is shorter than its timestamp.
+    """
+    buf = np.frombuffer(reply, np.uint8)
+    count, head, stride = regular.count, regular.head, regular.stride
+    if regular.first + count * stride != len(buf) or stride < head + 2:
+        raise _malformed(f"the layout {regular} does not fit {len(buf)} bytes")
+    length = stride - head - 2
+    if length < _STAMP:
+        raise _short(length)
+    start = regular.first + head
+    times = column(buf, start, stride, count, ">f8").astype(np.float64)
+    return MembersTable(times, buf, start + _STAMP, stride, length - _STAMP)
 
 
 def parse_members_replies(

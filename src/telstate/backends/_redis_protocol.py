@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._arrays import SampleArrays, batches_arrays
+from .._arrays import SampleArrays, batch_arrays, batches_arrays, strided_numbers
 from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
@@ -34,7 +34,7 @@ from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
-from .._reply import parse_members_replies, parse_members_reply
+from .._reply import members_table, parse_members_replies, parse_members_reply
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -665,6 +665,40 @@ def get_range_plan(
 
     best = yield from _view_read(keys, lambda key: Transaction(range_commands([key], query)), hit)
     return None if best is None else best[1]
+
+
+def get_range_arrays_plan(
+    keys: Sequence[bytes], query: RangeQuery, cluster: bool = False
+) -> Plan[SampleArrays | None]:
+    """:func:`get_range_plan`'s samples as arrays: straight from the reply when it came raw
+    and holds numbers of one fixed-size encoding (no batch in between), else converted
+    from the batch."""
+    if len(keys) > 1 and cluster:
+        batch = yield from get_range_plan(keys, query, cluster)
+    else:
+        replies = yield Batch([Transaction(range_commands(keys, query), _bulk(keys, query))])
+        reply = answer(replies[0])
+        arrays = _raw_arrays(reply)
+        if arrays is not None:
+            return arrays
+        batch = parse_range(keys, query, reply)
+    return None if batch is None else batch_arrays(batch)
+
+
+def _raw_arrays(reply: Any) -> SampleArrays | None:
+    """The arrays of a raw read of one sensor (``[b"zset", RawArray]``) of more than a few
+    numbers of one fixed-size encoding, or None."""
+    if not (type(reply) is list and len(reply) == 2 and type(reply[1]) is RawArray):
+        return None
+    if reply[0] != b"zset" or reply[1].regular is None or reply[1].regular.count <= _FEW:
+        return None
+    table = members_table(*reply[1])
+    values = strided_numbers(table.buf, table.start, table.stride, len(table.times), table.size)
+    return None if values is None else SampleArrays(values, table.times)
+
+
+# Up to this many samples, a batch (of lists) is made first, as for get_range.
+_FEW = 64
 
 
 def set_immutable_plan(key: bytes, value: bytes) -> Plan[bytes | None]:

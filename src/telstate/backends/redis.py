@@ -323,6 +323,9 @@ class RedisBackend(RedisBackendCommon, Backend):
     ) -> list[SampleBatch | None]:
         return self._run(proto.get_ranges_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
 
+    def get_range_arrays(self, keys: Sequence[bytes], query: RangeQuery) -> SampleArrays | None:
+        return self._run(proto.get_range_arrays_plan(keys, query, self._cluster))  # type: ignore[no-any-return]
+
     def get_ranges_arrays(
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleArrays | None]:
