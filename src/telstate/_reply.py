@@ -52,6 +52,7 @@ from ._strided import column, rows_match
 __all__ = [
     "MembersTable",
     "Regular",
+    "joined_members_table",
     "members_table",
     "parse_members_replies",
     "parse_members_reply",
@@ -189,32 +190,53 @@ def _joined(
     stride: int,
 ) -> list[SampleBatch]:
     """The batches of `members` of `replies`, all of `stride` bytes with a `head`-byte header."""
-    parts = []
-    counts = []
-    for i in members:
-        data, regular = replies[i]
-        assert regular is not None
-        view = memoryview(data)
-        if regular.first + regular.count * stride != len(view):
-            raise _malformed(f"the layout {regular} does not fit {len(view)} bytes")
-        parts.append(view[regular.first :])
-        counts.append(regular.count)
-    length = stride - head - 2
-    if length < _STAMP:
-        raise _short(length)
-    table = np.frombuffer(b"".join(parts), np.uint8)
-    times, data = _rows_fields(table, head, stride, len(table) // stride, length)
-    size = length - _STAMP
+    table, counts = joined_members_table([replies[i] for i in members])
+    size = table.size
+    data = column(table.buf, table.start, stride, len(table.times), f"V{size}").tobytes()
     ends = np.arange(1, max(counts) + 1, dtype=np.int64) * size
     ends.flags.writeable = False  # shared by the batches
     batches = []
     row = 0
     for count in counts:
         batches.append(
-            SampleBatch(times[row : row + count], data[row * size : (row + count) * size], ends[:count])
+            SampleBatch(
+                table.times[row : row + count], data[row * size : (row + count) * size], ends[:count]
+            )
         )
         row += count
     return batches
+
+
+def joined_members_table(
+    replies: Sequence[tuple[bytes | bytearray | memoryview, Regular | None]],
+) -> tuple[MembersTable, list[int]]:
+    """One table of the members of `replies`, in order, and how many each holds.
+
+    Every reply has a `regular` layout of one member length (the same header and
+    stride), which its reader checked: the members regions are joined (one copy)
+    and the timestamps of all converted at once.
+
+    Raises
+    ------
+    DecodeError
+        If a layout does not fit its reply, or the members are shorter than a timestamp.
+    """
+    parts = []
+    counts = []
+    layouts = {(regular.head, regular.stride) for _, regular in replies if regular is not None}
+    if len(layouts) != 1 or any(regular is None for _, regular in replies):
+        raise ValueError("joined_members_table needs replies of one known layout")
+    ((head, stride),) = layouts
+    for data, regular in replies:
+        assert regular is not None
+        view = memoryview(data)
+        if regular.first + regular.count * stride != len(view):
+            raise _malformed(f"the layout {regular} does not fit {len(view)} bytes")
+        parts.append(view[regular.first :])
+        counts.append(regular.count)
+    joined = b"".join(parts)
+    table = members_table(joined, Regular(len(joined) // stride, 0, head, stride))
+    return table, counts
 
 
 def _array_header(head: bytes) -> tuple[int, int]:

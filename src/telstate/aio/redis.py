@@ -214,7 +214,7 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
     async def get_ranges_arrays(
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleArrays | None]:
-        return proto.ranges_arrays(await self.get_ranges(candidates, query))
+        return await self._run(proto.get_ranges_arrays_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
 
     async def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return await self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]

@@ -34,7 +34,12 @@ from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
-from .._reply import members_table, parse_members_replies, parse_members_reply
+from .._reply import (
+    joined_members_table,
+    members_table,
+    parse_members_replies,
+    parse_members_reply,
+)
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -585,6 +590,67 @@ def get_ranges_plan(
     return results
 
 
+def get_ranges_arrays_plan(
+    candidates: Sequence[Sequence[bytes]], query: RangeQuery, cluster: bool = False
+) -> Plan[list[SampleArrays | None]]:
+    """:func:`get_ranges_plan`'s samples as arrays: the raw reads of numbers of one
+    fixed-size encoding converted straight from the replies, those of one member
+    length and encoding together (:func:`_raw_arrays_many`); the others from batches."""
+    simple = [i for i, keys in enumerate(candidates) if len(keys) == 1 or not cluster]
+    results: list[SampleArrays | None] = [None] * len(candidates)
+    if simple:
+        reads = [
+            Transaction(range_commands(candidates[i], query), _bulk(candidates[i], query))
+            for i in simple
+        ]
+        replies = yield Batch(reads)
+        answers = [answer(reply) for reply in replies]
+        direct = _raw_arrays_many(answers)
+        rest = [j for j, arrays in enumerate(direct) if arrays is None]
+        parsed = _parse_raw([answers[j] for j in rest])
+        batches = [
+            parse_range(candidates[simple[j]], query, reply)
+            for j, reply in zip(rest, parsed, strict=True)
+        ]
+        for j, arrays in zip(rest, ranges_arrays(batches), strict=True):
+            direct[j] = arrays
+        for i, arrays in zip(simple, direct, strict=True):
+            results[i] = arrays
+    for i, keys in enumerate(candidates):
+        if len(keys) > 1 and cluster:
+            results[i] = yield from get_range_arrays_plan(keys, query, cluster)
+    return results
+
+
+def _raw_arrays_many(answers: list[Any]) -> list[SampleArrays | None]:
+    """:func:`_raw_arrays` of each answer; the raw reads of one member layout and value
+    encoding are converted together (one table, one conversion, a slice each)."""
+    results: list[SampleArrays | None] = [None] * len(answers)
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for j, reply in enumerate(answers):
+        raw = _raw_read(reply)
+        if raw is not None:
+            regular = raw.regular
+            assert regular is not None
+            kind = raw.data[regular.first + regular.head + 9 : regular.first + regular.head + 10]
+            groups.setdefault((regular.head, regular.stride, kind[0] if kind else -1), []).append(j)
+    for members in groups.values():
+        if len(members) > 1:
+            table, counts = joined_members_table([answers[j][1] for j in members])
+            total = len(table.times)
+            values = strided_numbers(table.buf, table.start, table.stride, total, table.size)
+            if values is not None:
+                row = 0
+                for j, count in zip(members, counts, strict=True):
+                    times = table.times[row : row + count]
+                    results[j] = SampleArrays(values[row : row + count], times)
+                    row += count
+                continue
+        for j in members:
+            results[j] = _raw_arrays(answers[j])
+    return results
+
+
 def ranges_arrays(batches: list[SampleBatch | None]) -> list[SampleArrays | None]:
     """The arrays of each batch found by :func:`get_ranges_plan`, converted together where
     they allow (``telstate._arrays.batches_arrays``)."""
@@ -688,13 +754,23 @@ def get_range_arrays_plan(
 def _raw_arrays(reply: Any) -> SampleArrays | None:
     """The arrays of a raw read of one sensor (``[b"zset", RawArray]``) of more than a few
     numbers of one fixed-size encoding, or None."""
-    if not (type(reply) is list and len(reply) == 2 and type(reply[1]) is RawArray):
+    raw = _raw_read(reply)
+    if raw is None:
         return None
-    if reply[0] != b"zset" or reply[1].regular is None or reply[1].regular.count <= _FEW:
-        return None
-    table = members_table(*reply[1])
+    table = members_table(*raw)
     values = strided_numbers(table.buf, table.start, table.stride, len(table.times), table.size)
     return None if values is None else SampleArrays(values, table.times)
+
+
+def _raw_read(reply: Any) -> RawArray | None:
+    """The raw members array of a read's `reply` (``[b"zset", RawArray]``) if its reader
+    checked its layout and it holds more than a few members."""
+    if not (type(reply) is list and len(reply) == 2 and type(reply[1]) is RawArray):
+        return None
+    regular = reply[1].regular
+    if reply[0] != b"zset" or regular is None or regular.count <= _FEW:
+        return None
+    return reply[1]
 
 
 # Up to this many samples, a batch (of lists) is made first, as for get_range.

@@ -329,7 +329,7 @@ class RedisBackend(RedisBackendCommon, Backend):
     def get_ranges_arrays(
         self, candidates: Sequence[Sequence[bytes]], query: RangeQuery
     ) -> list[SampleArrays | None]:
-        return proto.ranges_arrays(self.get_ranges(candidates, query))
+        return self._run(proto.get_ranges_arrays_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
 
     def stats(self, keys: Sequence[bytes]) -> list[KeyStats | None]:
         return self._run(proto.stats_plan(keys))  # type: ignore[no-any-return]
