@@ -75,17 +75,9 @@ def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     def counting_table(data: Any, regular: Any) -> Any:  # get_range_arrays, no batch
         got = table(data, regular)
-        seen.append(len(got.times))
+        seen.append(got.rows.count)
         return got
 
-    joined = proto.joined_members_table
-
-    def counting_joined(replies: Any) -> Any:
-        got = joined(replies)
-        seen.extend(got[1])
-        return got
-
-    monkeypatch.setattr(proto, "joined_members_table", counting_joined)
     monkeypatch.setattr(proto, "parse_members_reply", counting)
     monkeypatch.setattr(proto, "parse_members_replies", counting_many)
     monkeypatch.setattr(proto, "members_table", counting_table)

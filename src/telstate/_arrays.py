@@ -60,7 +60,7 @@ from numpy.typing import NDArray
 
 from ._codec import decode_value
 from ._samples import SampleBatch, decode_batch
-from ._strided import column, rows_match
+from ._strided import Rows, gather, tables_match
 
 __all__ = [
     "SampleArrays",
@@ -203,7 +203,7 @@ def _joined(batches: list[SampleBatch], kind: bytes) -> list[SampleArrays] | Non
     steps[starts] = ends[starts]
     if not (steps == size).all():
         return None
-    values = strided_numbers(data, 0, size, total, size)
+    values = strided_numbers([Rows(data, 0, size, total)], size)
     if values is None:
         return None
     return [
@@ -212,17 +212,17 @@ def _joined(batches: list[SampleBatch], kind: bytes) -> list[SampleArrays] | Non
     ]
 
 
-def strided_numbers(buf: Any, start: int, stride: int, count: int, size: int) -> _Array | None:
-    """The values of `size` bytes at ``start + k * stride`` in `buf` (k < `count`, > 0) as
-    an array, if all are numbers of one fixed-size encoding converted together (the
+def strided_numbers(tables: Sequence[Rows], size: int) -> _Array | None:
+    """The values of `size` bytes that start the records of `tables` (none empty) as one
+    array, if all are numbers of one fixed-size encoding converted together (the
     encodings of :func:`batches_arrays`), else None; read in place, never copied first.
     """
-    kind = bytes(buf[start + 1 : start + 2])
-    if _JOINED.get(kind) != size or not rows_match(buf, start, stride, count, b"\xff" + kind):
+    first = tables[0]
+    kind = bytes(first.buf[first.start + 1 : first.start + 2])
+    if _JOINED.get(kind) != size or not tables_match(tables, 0, b"\xff" + kind):
         return None
     code, floating = _NUMBERS[kind[0]]
-    values: _Array = column(buf, start + 2, stride, count, code)
-    return values.astype(np.float64 if floating else np.int64)
+    return gather(tables, 2, code, np.float64 if floating else np.int64)
 
 
 # --------------------------------------------------------------------------- classification

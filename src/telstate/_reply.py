@@ -47,15 +47,15 @@ from numpy.typing import NDArray
 
 from ._errors import DecodeError
 from ._samples import _SMALL, EMPTY_BATCH, SampleBatch, _as_list
-from ._strided import column, rows_match
+from ._strided import Rows, column, gather, rows_match
 
 __all__ = [
     "MembersTable",
     "Regular",
-    "joined_members_table",
     "members_table",
     "parse_members_replies",
     "parse_members_reply",
+    "tables_times",
 ]
 
 _Array = NDArray[Any]
@@ -108,10 +108,7 @@ def parse_members_reply(
     buf = np.frombuffer(reply, np.uint8)
     if regular is not None and regular.count:
         count = regular.count
-        table = members_table(reply, regular)
-        size = table.size
-        data = column(buf, table.start, table.stride, count, f"V{size}").tobytes() if size else b""
-        batch = SampleBatch(table.times, data, np.arange(1, count + 1, dtype=np.int64) * size)
+        batch = _table_batch(members_table(reply, regular))
     else:
         count, body = _array_header(bytes(buf[:24]))
         if count == 0:
@@ -128,13 +125,17 @@ def parse_members_reply(
 
 
 class MembersTable(NamedTuple):
-    """The members of a checked reply as a table: timestamps converted, values in place."""
+    """Where the members of a checked reply lie: `rows` from the first timestamp on (a
+    value follows each timestamp), and the bytes of each value."""
 
-    times: _Array  # float64
-    buf: _Array  # the reply, uint8
-    start: int  # offset of the first value
-    stride: int  # bytes from one value to the next
-    size: int  # bytes of each value
+    rows: Rows
+    size: int
+
+    @property
+    def values(self) -> Rows:
+        """The values' rows."""
+        rows = self.rows
+        return Rows(rows.buf, rows.start + _STAMP, rows.stride, rows.count)
 
 
 def members_table(reply: bytes | bytearray | memoryview, regular: Regular) -> MembersTable:
@@ -152,9 +153,12 @@ def members_table(reply: bytes | bytearray | memoryview, regular: Regular) -> Me
     length = stride - head - 2
     if length < _STAMP:
         raise _short(length)
-    start = regular.first + head
-    times = column(buf, start, stride, count, ">f8").astype(np.float64)
-    return MembersTable(times, buf, start + _STAMP, stride, length - _STAMP)
+    return MembersTable(Rows(buf, regular.first + head, stride, count), length - _STAMP)
+
+
+def tables_times(tables: Sequence[MembersTable]) -> _Array:
+    """The timestamps of every member of `tables`, in order, as one float64 array."""
+    return gather([table.rows for table in tables], 0, ">f8", np.float64)
 
 
 def parse_members_replies(
@@ -190,53 +194,31 @@ def _joined(
     stride: int,
 ) -> list[SampleBatch]:
     """The batches of `members` of `replies`, all of `stride` bytes with a `head`-byte header."""
-    table, counts = joined_members_table([replies[i] for i in members])
-    size = table.size
-    data = column(table.buf, table.start, stride, len(table.times), f"V{size}").tobytes()
-    ends = np.arange(1, max(counts) + 1, dtype=np.int64) * size
+    tables = []
+    for i in members:
+        data, regular = replies[i]
+        assert regular is not None
+        tables.append(members_table(data, regular))
+    times = tables_times(tables)
+    size = tables[0].size
+    ends = np.arange(1, max(table.rows.count for table in tables) + 1, dtype=np.int64) * size
     ends.flags.writeable = False  # shared by the batches
     batches = []
     row = 0
-    for count in counts:
-        batches.append(
-            SampleBatch(
-                table.times[row : row + count], data[row * size : (row + count) * size], ends[:count]
-            )
-        )
+    for table in tables:
+        count = table.rows.count
+        batches.append(SampleBatch(times[row : row + count], _values(table), ends[:count]))
         row += count
     return batches
 
 
-def joined_members_table(
-    replies: Sequence[tuple[bytes | bytearray | memoryview, Regular | None]],
-) -> tuple[MembersTable, list[int]]:
-    """One table of the members of `replies`, in order, and how many each holds.
-
-    Every reply has a `regular` layout of one member length (the same header and
-    stride), which its reader checked: the members regions are joined (one copy)
-    and the timestamps of all converted at once.
-
-    Raises
-    ------
-    DecodeError
-        If a layout does not fit its reply, or the members are shorter than a timestamp.
-    """
-    parts = []
-    counts = []
-    layouts = {(regular.head, regular.stride) for _, regular in replies if regular is not None}
-    if len(layouts) != 1 or any(regular is None for _, regular in replies):
-        raise ValueError("joined_members_table needs replies of one known layout")
-    ((head, stride),) = layouts
-    for data, regular in replies:
-        assert regular is not None
-        view = memoryview(data)
-        if regular.first + regular.count * stride != len(view):
-            raise _malformed(f"the layout {regular} does not fit {len(view)} bytes")
-        parts.append(view[regular.first :])
-        counts.append(regular.count)
-    joined = b"".join(parts)
-    table = members_table(joined, Regular(len(joined) // stride, 0, head, stride))
-    return table, counts
+def _values(table: MembersTable) -> bytes:
+    """The values of `table`, back to back."""
+    values = table.values
+    size = table.size
+    if not size:
+        return b""
+    return column(values.buf, values.start, values.stride, values.count, f"V{size}").tobytes()
 
 
 def _array_header(head: bytes) -> tuple[int, int]:
@@ -272,24 +254,13 @@ def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
         return None
     if bytes(buf[-2:]) != b"\r\n":
         return None
-    return _rows_batch(buf, body + head, stride, count, length)
+    return _table_batch(MembersTable(Rows(buf, body + head, stride, count), length - _STAMP))
 
 
-def _rows_batch(buf: _Array, start: int, stride: int, count: int, length: int) -> SampleBatch:
-    """The batch of `count` members of `length` bytes, `stride` apart from `start`."""
-    times, data = _rows_fields(buf, start, stride, count, length)
-    size = length - _STAMP
-    return SampleBatch(times, data, np.arange(1, count + 1, dtype=np.int64) * size)
-
-
-def _rows_fields(
-    buf: _Array, start: int, stride: int, count: int, length: int
-) -> tuple[_Array, bytes]:
-    """Timestamps and values (back to back) of `count` members as in :func:`_rows_batch`."""
-    times = column(buf, start, stride, count, ">f8").astype(np.float64)
-    size = length - _STAMP
-    data = column(buf, start + _STAMP, stride, count, f"V{size}").tobytes() if size else b""
-    return times, data
+def _table_batch(table: MembersTable) -> SampleBatch:
+    """The batch of the members of `table`."""
+    ends = np.arange(1, table.rows.count + 1, dtype=np.int64) * table.size
+    return SampleBatch(tables_times([table]), _values(table), ends)
 
 
 def _short(length: int) -> DecodeError:

@@ -11,17 +11,23 @@ reads such a table through a strided view (``np.ndarray`` over the buffer with
   integers of up to 8 bytes read from each row: a pattern of up to 16 bytes costs two
   comparisons, the second overlapping the first.  Comparing a (rows, width) byte
   matrix instead costs several times more: numpy then loops over the short rows.
+
+Records of one size in several buffers (the members arrays of many sensors, as they
+arrived) are read as :class:`Rows` each: a field of all of them is gathered into one
+new array by one ``np.concatenate`` of their strided views (converting on the way),
+without joining the records themselves first.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["column", "rows_match"]
+__all__ = ["Rows", "column", "gather", "rows_match", "tables_match"]
 
 
 def column(buf: Any, start: int, stride: int, count: int, dtype: Any) -> NDArray[Any]:
@@ -67,3 +73,32 @@ def _pieces(pattern: bytes) -> tuple[tuple[int, np.dtype[Any], int], ...]:
         (at, dtype, int.from_bytes(pattern[at : at + width], "little"))
         for at in ([*range(0, size - width, width), size - width] if size else [])
     )
+
+
+class Rows(NamedTuple):
+    """`count` records, `stride` bytes apart from offset `start` in `buf` (a uint8 array)."""
+
+    buf: NDArray[Any]
+    start: int
+    stride: int
+    count: int
+
+
+def gather(tables: Sequence[Rows], offset: int, dtype: Any, into: Any) -> NDArray[Any]:
+    """The field of `dtype` at `offset` in every record of `tables`, in order, converted to
+    `into`: one pass over each table's strided view, all written into one new array."""
+    views = [column(t.buf, t.start + offset, t.stride, t.count, dtype) for t in tables]
+    if len(views) == 1:
+        return views[0].astype(into)
+    return np.concatenate(views, dtype=into)
+
+
+def tables_match(tables: Sequence[Rows], offset: int, pattern: bytes) -> bool:
+    """:func:`rows_match` of `pattern` at `offset` in every record of `tables`."""
+    if len(tables) == 1:
+        table = tables[0]
+        return rows_match(table.buf, table.start + offset, table.stride, table.count, pattern)
+    for at, dtype, expected in _pieces(pattern):
+        if not (gather(tables, offset + at, dtype, dtype) == expected).all():
+            return False
+    return True

@@ -34,12 +34,7 @@ from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
-from .._reply import (
-    joined_members_table,
-    members_table,
-    parse_members_replies,
-    parse_members_reply,
-)
+from .._reply import members_table, parse_members_replies, parse_members_reply, tables_times
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -636,14 +631,14 @@ def _raw_arrays_many(answers: list[Any]) -> list[SampleArrays | None]:
             groups.setdefault((regular.head, regular.stride, kind[0] if kind else -1), []).append(j)
     for members in groups.values():
         if len(members) > 1:
-            table, counts = joined_members_table([answers[j][1] for j in members])
-            total = len(table.times)
-            values = strided_numbers(table.buf, table.start, table.stride, total, table.size)
+            tables = [members_table(*answers[j][1]) for j in members]
+            values = strided_numbers([table.values for table in tables], tables[0].size)
             if values is not None:
+                times = tables_times(tables)
                 row = 0
-                for j, count in zip(members, counts, strict=True):
-                    times = table.times[row : row + count]
-                    results[j] = SampleArrays(values[row : row + count], times)
+                for j, table in zip(members, tables, strict=True):
+                    count = table.rows.count
+                    results[j] = SampleArrays(values[row : row + count], times[row : row + count])
                     row += count
                 continue
         for j in members:
@@ -758,8 +753,8 @@ def _raw_arrays(reply: Any) -> SampleArrays | None:
     if raw is None:
         return None
     table = members_table(*raw)
-    values = strided_numbers(table.buf, table.start, table.stride, len(table.times), table.size)
-    return None if values is None else SampleArrays(values, table.times)
+    values = strided_numbers([table.values], table.size)
+    return None if values is None else SampleArrays(values, tables_times([table]))
 
 
 def _raw_read(reply: Any) -> RawArray | None:
