@@ -369,7 +369,9 @@ def test_batches_arrays_as_each_alone(value_lists: list[list[Any]], as_lists: bo
         assert arrays.values.dtype == alone.values.dtype
         assert arrays.timestamps.tolist() == alone.timestamps.tolist()
         assert len(arrays.values) == len(alone.values)
-        assert all(_same(a, b) for a, b in zip(list(arrays.values), list(alone.values), strict=True))
+        assert all(
+            _same(a, b) for a, b in zip(list(arrays.values), list(alone.values), strict=True)
+        )
 
 
 def test_batches_of_one_encoding_are_converted_together() -> None:

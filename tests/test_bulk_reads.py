@@ -22,10 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telstate import DecodeError, ImmutableKeyError, TelescopeState
+from telstate._arrays import batch_arrays
 from telstate._redis import resp, rules
 from telstate._redis.session import Node
 from telstate._redis.sync import SocketConnection
-from telstate._arrays import batch_arrays
 from telstate._samples import SampleBatch
 from telstate.backends import _redis_protocol as proto
 
@@ -75,7 +75,7 @@ def raw_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     def counting_table(data: Any, regular: Any) -> Any:  # get_range_arrays, no batch
         got = table(data, regular)
-        seen.append(got.rows.count)
+        seen.append(got.rows.records)
         return got
 
     monkeypatch.setattr(proto, "parse_members_reply", counting)
@@ -323,7 +323,9 @@ SHAPES = {
     "one": _read(b"zset", _array(FLOATS[:1])),
     "empty": _read(b"zset", b"*0\r\n"),
     "missing": _read(b"none", b"*0\r\n"),
-    "wrong type": _read(b"string", b"-WRONGTYPE Operation against a key holding the wrong kind\r\n"),
+    "wrong type": _read(
+        b"string", b"-WRONGTYPE Operation against a key holding the wrong kind\r\n"
+    ),
     "strings": _read(b"zset", _array([member(1.0, b"\xff\xa1a"), member(2.0, b"\xff\xa2bb")])),
     "false headers": _read(b"zset", _array([member(float(t), b"$18\r\n\r\n") for t in range(4)])),
     "aborted": b"+OK\r\n-ERR unknown command\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
@@ -411,7 +413,11 @@ def test_get_range_arrays_from_the_raw_reply(
     expected = batch_arrays(SampleBatch.from_members(members))
     assert got.values.dtype == expected.values.dtype
     assert got.values.tolist() == expected.values.tolist()
-    assert got.timestamps.tolist() == expected.timestamps.tolist() == [1e9 + i for i in range(len(values))]
+    assert (
+        got.timestamps.tolist()
+        == expected.timestamps.tolist()
+        == [1e9 + i for i in range(len(values))]
+    )
     many = own.get_ranges(["s", "s"], st=0, arrays=True)["s"]
     assert many.values.tolist() == expected.values.tolist()
 

@@ -29,14 +29,15 @@ def tables(draw: st.DrawFn) -> tuple[bytes, int, int, int, bytes]:
 
 def _slow(buf: bytes, start: int, stride: int, count: int, pattern: bytes) -> bool:
     return all(
-        buf[start + k * stride : start + k * stride + len(pattern)] == pattern
-        for k in range(count)
+        buf[start + k * stride : start + k * stride + len(pattern)] == pattern for k in range(count)
     )
 
 
 @settings(max_examples=300, deadline=None)
 @given(table=tables(), data=st.data())
-def test_rows_match_as_slicing_says(table: tuple[bytes, int, int, int, bytes], data: st.DataObject) -> None:
+def test_rows_match_as_slicing_says(
+    table: tuple[bytes, int, int, int, bytes], data: st.DataObject
+) -> None:
     buf, start, stride, count, pattern = table
     octets = np.frombuffer(buf, np.uint8)
     assert rows_match(octets, start, stride, count, pattern)
@@ -46,7 +47,10 @@ def test_rows_match_as_slicing_says(table: tuple[bytes, int, int, int, bytes], d
         where = data.draw(st.integers(0, len(buf) - 1))
         damaged[where] ^= data.draw(st.integers(1, 255))
         expected = _slow(bytes(damaged), start, stride, count, pattern)
-        assert rows_match(np.frombuffer(bytes(damaged), np.uint8), start, stride, count, pattern) is expected
+        assert (
+            rows_match(np.frombuffer(bytes(damaged), np.uint8), start, stride, count, pattern)
+            is expected
+        )
 
 
 @pytest.mark.parametrize("count", [3, 5000])
@@ -60,7 +64,9 @@ def test_rows_match_every_row_and_byte(count: int) -> None:
         for byte in range(len(pattern)):
             damaged = bytearray(buf)
             damaged[row * stride + byte] ^= 0x40
-            assert not rows_match(np.frombuffer(bytes(damaged), np.uint8), 0, stride, count, pattern)
+            assert not rows_match(
+                np.frombuffer(bytes(damaged), np.uint8), 0, stride, count, pattern
+            )
     assert rows_match(np.frombuffer(bytes(buf), np.uint8), 0, stride, count, pattern)
 
 

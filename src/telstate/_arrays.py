@@ -171,7 +171,11 @@ def batches_arrays(
     for i, batch in enumerate(batches):
         n = len(batch.times)
         head = bytes(batch.data[:2])  # data may be bytes or a uint8 array
-        if n > _SMALL_JOINED and len(batch.data) == n * _JOINED.get(head[1:], 0) and head[:1] == b"\xff":
+        if (
+            n > _SMALL_JOINED
+            and len(batch.data) == n * _JOINED.get(head[1:], 0)
+            and head[:1] == b"\xff"
+        ):
             groups.setdefault(head[1:], []).append(i)
     for kind, members in groups.items():
         if len(members) > 1:
@@ -185,6 +189,11 @@ def batches_arrays(
     ]
 
 
+def _buffer(data: bytes | _Array) -> bytes | memoryview:
+    """A batch's values as a buffer (they may be bytes or a uint8 array)."""
+    return data if isinstance(data, bytes) else data.data
+
+
 # Batches this long or shorter are converted alone (their times and ends are lists).
 _SMALL_JOINED = 64
 
@@ -195,7 +204,7 @@ def _joined(batches: list[SampleBatch], kind: bytes) -> list[SampleArrays] | Non
     size = _JOINED[kind]
     counts = np.fromiter((len(batch.times) for batch in batches), np.int64, len(batches))
     total = int(counts.sum())
-    data = np.frombuffer(b"".join(batch.data for batch in batches), np.uint8)
+    data = np.frombuffer(b"".join(_buffer(batch.data) for batch in batches), np.uint8)
     # every value `size` bytes long: each batch's ends step by `size` from `size`
     ends = np.concatenate([np.asarray(batch.ends, np.int64) for batch in batches])
     steps = np.diff(ends, prepend=0)
@@ -306,7 +315,9 @@ _NUMBERS: dict[int, tuple[str, bool]] = {
 # Type byte (as bytes) -> value size, of the encodings batches_arrays converts together:
 # not 0xcf, as a uint64 batch's dtype depends on its own values.
 _JOINED: dict[bytes, int] = {
-    bytes([kind]): 2 + np.dtype(code).itemsize for kind, (code, _) in _NUMBERS.items() if kind != 0xCF
+    bytes([kind]): 2 + np.dtype(code).itemsize
+    for kind, (code, _) in _NUMBERS.items()
+    if kind != 0xCF
 }
 
 # str and bin encodings: type byte -> bytes of the length field after it

@@ -322,9 +322,15 @@ def ranges_result(
     """
     items = [(key, item) for key, item in zip(keys, found, strict=True) if item is not None]
     if sum(len(item) for _, item in items if isinstance(item, SampleBatch)) < _MANY_SAMPLES:
-        return {key: decode_batch(item) if isinstance(item, SampleBatch) else item for key, item in items}
+        return {
+            key: decode_batch(item) if isinstance(item, SampleBatch) else item
+            for key, item in items
+        }
     with _young_collections_paused():  # as decode_batch does for one big batch
-        return {key: decode_batch(item) if isinstance(item, SampleBatch) else item for key, item in items}
+        return {
+            key: decode_batch(item) if isinstance(item, SampleBatch) else item
+            for key, item in items
+        }
 
 
 # Samples from which get_ranges pauses young garbage collections while it builds tuples.

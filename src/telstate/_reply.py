@@ -69,11 +69,11 @@ def _malformed(reason: str) -> DecodeError:
 
 
 class Regular(NamedTuple):
-    """What a reader has checked of a members array as it arrived: `count` bulk strings
+    """What a reader has checked of a members array as it arrived: `members` bulk strings
     of one length, the first at offset `first`, each `stride` bytes with its `head`-byte
     header and ``\r\n`` (see ``telstate._redis.resp.members_regular``)."""
 
-    count: int
+    members: int
     first: int
     head: int
     stride: int
@@ -106,8 +106,8 @@ def parse_members_reply(
         replies included), or a member is shorter than its 8-byte timestamp.
     """
     buf = np.frombuffer(reply, np.uint8)
-    if regular is not None and regular.count:
-        count = regular.count
+    if regular is not None and regular.members:
+        count = regular.members
         batch = _table_batch(members_table(reply, regular))
     else:
         count, body = _array_header(bytes(buf[:24]))
@@ -135,7 +135,7 @@ class MembersTable(NamedTuple):
     def values(self) -> Rows:
         """The values' rows."""
         rows = self.rows
-        return Rows(rows.buf, rows.start + _STAMP, rows.stride, rows.count)
+        return Rows(rows.buf, rows.start + _STAMP, rows.stride, rows.records)
 
 
 def members_table(reply: bytes | bytearray | memoryview, regular: Regular) -> MembersTable:
@@ -147,7 +147,7 @@ def members_table(reply: bytes | bytearray | memoryview, regular: Regular) -> Me
         If the layout does not fit the reply, or a member is shorter than its timestamp.
     """
     buf = np.frombuffer(reply, np.uint8)
-    count, head, stride = regular.count, regular.head, regular.stride
+    count, head, stride = regular.members, regular.head, regular.stride
     if regular.first + count * stride != len(buf) or stride < head + 2:
         raise _malformed(f"the layout {regular} does not fit {len(buf)} bytes")
     length = stride - head - 2
@@ -174,7 +174,7 @@ def parse_members_replies(
     batches: list[SampleBatch | None] = [None] * len(replies)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (_, regular) in enumerate(replies):
-        if regular is not None and regular.count > _SMALL:
+        if regular is not None and regular.members > _SMALL:
             groups.setdefault((regular.head, regular.stride), []).append(i)
     for (head, stride), members in groups.items():
         if len(members) == 1:
@@ -201,12 +201,12 @@ def _joined(
         tables.append(members_table(data, regular))
     times = tables_times(tables)
     size = tables[0].size
-    ends = np.arange(1, max(table.rows.count for table in tables) + 1, dtype=np.int64) * size
+    ends = np.arange(1, max(table.rows.records for table in tables) + 1, dtype=np.int64) * size
     ends.flags.writeable = False  # shared by the batches
     batches = []
     row = 0
     for table in tables:
-        count = table.rows.count
+        count = table.rows.records
         batches.append(SampleBatch(times[row : row + count], _values(table), ends[:count]))
         row += count
     return batches
@@ -218,7 +218,7 @@ def _values(table: MembersTable) -> bytes:
     size = table.size
     if not size:
         return b""
-    return column(values.buf, values.start, values.stride, values.count, f"V{size}").tobytes()
+    return column(values.buf, values.start, values.stride, values.records, f"V{size}").tobytes()
 
 
 def _array_header(head: bytes) -> tuple[int, int]:
@@ -259,7 +259,7 @@ def _even(buf: _Array, body: int, count: int) -> SampleBatch | None:
 
 def _table_batch(table: MembersTable) -> SampleBatch:
     """The batch of the members of `table`."""
-    ends = np.arange(1, table.rows.count + 1, dtype=np.int64) * table.size
+    ends = np.arange(1, table.rows.records + 1, dtype=np.int64) * table.size
     return SampleBatch(tables_times([table]), _values(table), ends)
 
 

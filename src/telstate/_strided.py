@@ -76,18 +76,18 @@ def _pieces(pattern: bytes) -> tuple[tuple[int, np.dtype[Any], int], ...]:
 
 
 class Rows(NamedTuple):
-    """`count` records, `stride` bytes apart from offset `start` in `buf` (a uint8 array)."""
+    """`records` records, `stride` bytes apart from offset `start` in `buf` (a uint8 array)."""
 
     buf: NDArray[Any]
     start: int
     stride: int
-    count: int
+    records: int
 
 
 def gather(tables: Sequence[Rows], offset: int, dtype: Any, into: Any) -> NDArray[Any]:
     """The field of `dtype` at `offset` in every record of `tables`, in order, converted to
     `into`: one pass over each table's strided view, all written into one new array."""
-    views = [column(t.buf, t.start + offset, t.stride, t.count, dtype) for t in tables]
+    views = [column(t.buf, t.start + offset, t.stride, t.records, dtype) for t in tables]
     if len(views) == 1:
         return views[0].astype(into)
     return np.concatenate(views, dtype=into)
@@ -97,7 +97,7 @@ def tables_match(tables: Sequence[Rows], offset: int, pattern: bytes) -> bool:
     """:func:`rows_match` of `pattern` at `offset` in every record of `tables`."""
     if len(tables) == 1:
         table = tables[0]
-        return rows_match(table.buf, table.start + offset, table.stride, table.count, pattern)
+        return rows_match(table.buf, table.start + offset, table.stride, table.records, pattern)
     for at, dtype, expected in _pieces(pattern):
         if not (gather(tables, offset + at, dtype, dtype) == expected).all():
             return False

@@ -105,7 +105,7 @@ def _moved(
     kept = received - pos
     bigger = np.empty(max(room, kept), np.uint8)
     bigger[:kept] = buffer[pos:received]
-    return bigger, memoryview(bigger), 0, kept
+    return bigger, bigger.data, 0, kept
 
 
 class SocketConnection:
@@ -143,10 +143,12 @@ class SocketConnection:
         prefix = bulk_read_prefix(BULK_READ_REPLIES)
         reads = count // BULK_READ_REPLIES
         buffer = np.empty(_BULK_START, np.uint8)
-        view = memoryview(buffer)
+        view = buffer.data
         pos = received = 0  # where this read's replies start; what has arrived
         for index in range(reads):
-            while (layout := bulk_layout(bytes(view[pos : received][:_LAYOUT_BYTES]), prefix)) is None:
+            while (
+                layout := bulk_layout(bytes(view[pos:received][:_LAYOUT_BYTES]), prefix)
+            ) is None:
                 if received == len(buffer):
                     buffer, view, pos, received = _moved(buffer, pos, received, _BULK_START)
                 received += self._recv_into(view[received:])

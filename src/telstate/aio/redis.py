@@ -208,7 +208,9 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
     ) -> list[SampleBatch | None]:
         return await self._run(proto.get_ranges_plan(candidates, query, self._cluster))  # type: ignore[no-any-return]
 
-    async def get_range_arrays(self, keys: Sequence[bytes], query: RangeQuery) -> SampleArrays | None:
+    async def get_range_arrays(
+        self, keys: Sequence[bytes], query: RangeQuery
+    ) -> SampleArrays | None:
         return await self._run(proto.get_range_arrays_plan(keys, query, self._cluster))  # type: ignore[no-any-return]
 
     async def get_ranges_arrays(

@@ -34,7 +34,13 @@ from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
-from .._reply import members_table, parse_members_replies, parse_members_reply, tables_times
+from .._reply import (
+    Regular,
+    members_table,
+    parse_members_replies,
+    parse_members_reply,
+    tables_times,
+)
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
 from ..rdb._crc64 import crc64
@@ -631,13 +637,13 @@ def _raw_arrays_many(answers: list[Any]) -> list[SampleArrays | None]:
             groups.setdefault((regular.head, regular.stride, kind[0] if kind else -1), []).append(j)
     for members in groups.values():
         if len(members) > 1:
-            tables = [members_table(*answers[j][1]) for j in members]
+            tables = [members_table(*_checked(answers[j][1])) for j in members]
             values = strided_numbers([table.values for table in tables], tables[0].size)
             if values is not None:
                 times = tables_times(tables)
                 row = 0
                 for j, table in zip(members, tables, strict=True):
-                    count = table.rows.count
+                    count = table.rows.records
                     results[j] = SampleArrays(values[row : row + count], times[row : row + count])
                     row += count
                 continue
@@ -752,7 +758,8 @@ def _raw_arrays(reply: Any) -> SampleArrays | None:
     raw = _raw_read(reply)
     if raw is None:
         return None
-    table = members_table(*raw)
+    assert raw.regular is not None
+    table = members_table(raw.data, raw.regular)
     values = strided_numbers([table.values], table.size)
     return None if values is None else SampleArrays(values, tables_times([table]))
 
@@ -763,9 +770,15 @@ def _raw_read(reply: Any) -> RawArray | None:
     if not (type(reply) is list and len(reply) == 2 and type(reply[1]) is RawArray):
         return None
     regular = reply[1].regular
-    if reply[0] != b"zset" or regular is None or regular.count <= _FEW:
+    if reply[0] != b"zset" or regular is None or regular.members <= _FEW:
         return None
     return reply[1]
+
+
+def _checked(raw: RawArray) -> tuple[memoryview, Regular]:
+    """A raw members array whose layout its reader checked, and that layout."""
+    assert raw.regular is not None
+    return raw.data, raw.regular
 
 
 # Up to this many samples, a batch (of lists) is made first, as for get_range.
