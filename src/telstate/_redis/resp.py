@@ -134,9 +134,12 @@ def first_error(replies: Sequence[Any]) -> BaseException | None:
 #     +OK  +QUEUED  +QUEUED  *2 +zset *N  then N members of one length: $L\r\n<L bytes>\r\n
 #
 # The end of the reply is then known from its first member's header, and each header is
-# checked where equal lengths put it as the bytes arrive, so a reply of another shape
-# (another type, members of several lengths, an error) is noticed before its end and
-# handed to hiredis whole instead: nothing is ever waited for that will not come.
+# checked where equal lengths put it as the bytes arrive (with the \r\n before it, as a
+# few integer comparisons of strided views: telstate._strided), so a reply of another
+# shape (another type, members of several lengths, an error) is noticed before its end
+# and handed to hiredis whole instead: nothing is ever waited for that will not come.
+# The read of a key that does not exist has a fixed shape too (+none, *0), so the reads
+# after it stay raw.  The checked layout travels with the array (RawArray.regular).
 
 
 class RawArray(NamedTuple):
