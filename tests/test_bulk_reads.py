@@ -23,9 +23,8 @@ from hypothesis import strategies as st
 
 from telstate import DecodeError, ImmutableKeyError, TelescopeState
 from telstate._arrays import batch_arrays
-from telstate._redis import resp, rules
+from telstate._redis import resp, rules, sync
 from telstate._redis.session import Node
-from telstate._redis.sync import SocketConnection
 from telstate._samples import SampleBatch
 from telstate.backends import _redis_protocol as proto
 
@@ -274,13 +273,21 @@ class ChunkedSocket:
         return size
 
 
-def _receive(stream: bytes, reads: int, sizes: list[int]) -> list[Any]:
-    connection = SocketConnection(
+def _receive(stream: bytes, reads: int, sizes: list[int], start: int | None = None) -> list[Any]:
+    """The replies of `reads` reads received from `stream` in pieces of `sizes`; with
+    `start`, the receiving buffer starts that small (and grows many times)."""
+    connection = sync.SocketConnection(
         ChunkedSocket(stream, sizes),  # type: ignore[arg-type]
         Node(("127.0.0.1", 1)),
         0,
     )
-    return connection._receive_bulk(reads * resp.BULK_READ_REPLIES)
+    saved = sync._BULK_START
+    if start is not None:
+        sync._BULK_START = start
+    try:
+        return connection._receive_bulk(reads * resp.BULK_READ_REPLIES)
+    finally:
+        sync._BULK_START = saved
 
 
 def _plain(replies: list[Any]) -> list[Any]:
@@ -349,6 +356,7 @@ def test_replies_split_at_every_byte(names: list[str]) -> None:
     expected = _hiredis(stream, 4 * len(names))
     for cut in range(1, len(stream)):
         assert _plain(_receive(stream, len(names), [cut])) == expected, cut
+        assert _plain(_receive(stream, len(names), [cut], start=cut % 90 + 1)) == expected, cut
     assert _plain(_receive(stream, len(names), [1] * len(stream))) == expected
 
 
@@ -357,14 +365,18 @@ def test_replies_split_at_every_byte(names: list[str]) -> None:
     names=st.lists(st.sampled_from(sorted(SHAPES)), min_size=1, max_size=6),
     sizes=st.lists(st.integers(1, 200), max_size=30),
     big=st.integers(0, 3000),
+    start=st.one_of(st.none(), st.integers(1, 300)),
 )
-def test_random_reads_and_pieces(names: list[str], sizes: list[int], big: int) -> None:
+def test_random_reads_and_pieces(
+    names: list[str], sizes: list[int], big: int, start: int | None
+) -> None:
     # a big regular read somewhere, to cross buffer growth
     many = [member(float(t), b"\xff\xcb" + struct.pack(">d", t)) for t in range(big)]
     names = [*names, "big"]
     shapes = {**SHAPES, "big": _read(b"zset", _array(many))}
     stream = b"".join(shapes[name] for name in names)
-    assert _plain(_receive(stream, len(names), sizes)) == _hiredis(stream, 4 * len(names))
+    expected = _hiredis(stream, 4 * len(names))
+    assert _plain(_receive(stream, len(names), sizes, start)) == expected
 
 
 def test_bytes_that_are_not_replies_drop_the_connection() -> None:

@@ -150,7 +150,8 @@ class SocketConnection:
                 layout := bulk_layout(bytes(view[pos:received][:_LAYOUT_BYTES]), prefix)
             ) is None:
                 if received == len(buffer):
-                    buffer, view, pos, received = _moved(buffer, pos, received, _BULK_START)
+                    room = max(_BULK_START, received - pos + _LAYOUT_BYTES)
+                    buffer, view, pos, received = _moved(buffer, pos, received, room)
                 received += self._recv_into(view[received:])
             if layout is False:  # not the shape of a plain read: hiredis parses the rest
                 return replies + self._hand_over(view[pos:received], count - len(replies))
