@@ -11,6 +11,7 @@ redis-py reads them, and count which reads took the raw path.
 
 from __future__ import annotations
 
+import gc
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telstate import DecodeError, ImmutableKeyError, TelescopeState
+from telstate import DecodeError, ImmutableKeyError, TelescopeState, _logic
 from telstate._arrays import batch_arrays
 from telstate._redis import resp, rules, sync
 from telstate._redis.session import Node
@@ -461,3 +462,25 @@ def test_get_ranges_arrays_of_many_encodings(
         assert got[name].timestamps.tolist() == expected.timestamps.tolist(), name
     assert {300, 200} <= set(raw_parses)  # read raw; "s1" and "d3" after it not
     assert 80 not in raw_parses
+
+
+def test_get_ranges_of_many_samples_pauses_young_collections_only_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, ...]] = []
+    original = _logic.decode_batch
+
+    def watching(batch: SampleBatch) -> Any:
+        seen.append(gc.get_threshold())
+        return original(batch)
+
+    monkeypatch.setattr(_logic, "decode_batch", watching)
+    before = gc.get_threshold()
+    batch = SampleBatch.from_members([member(float(t), b"\xff\x05") for t in range(6000)])
+    got = _logic.ranges_result(["a", "b", "c"], [batch, None, batch])
+    assert got == {"a": [(5, float(t)) for t in range(6000)], "c": got["a"]}
+    assert gc.get_threshold() == before
+    assert all(threshold[0] > before[0] for threshold in seen)  # 12 000 samples: paused
+    seen.clear()
+    _logic.ranges_result(["a"], [batch])
+    assert seen == [before]  # 6000: not worth it

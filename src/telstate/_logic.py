@@ -15,6 +15,7 @@ accepts an equal value (:func:`check_immutable_change`) and raises otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -321,12 +322,9 @@ def ranges_result(
     `found` holds batches (decoded here) or, for ``arrays=True``, the backend's arrays.
     """
     items = [(key, item) for key, item in zip(keys, found, strict=True) if item is not None]
-    if sum(len(item) for _, item in items if isinstance(item, SampleBatch)) < _MANY_SAMPLES:
-        return {
-            key: decode_batch(item) if isinstance(item, SampleBatch) else item
-            for key, item in items
-        }
-    with _young_collections_paused():  # as decode_batch does for one big batch
+    samples = sum(len(item) for _, item in items if isinstance(item, SampleBatch))
+    # Many tuples to build: as decode_batch does for one big batch
+    with _young_collections_paused() if samples >= _MANY_SAMPLES else contextlib.nullcontext():
         return {
             key: decode_batch(item) if isinstance(item, SampleBatch) else item
             for key, item in items
