@@ -119,12 +119,12 @@ def test_a_big_float_sensor_is_read_raw(
         [3] * 50 + [4],  # the last member longer than the first
         [4] + [3] * 50,  # the first longer than the rest
         [3] * 20 + [9] + [3] * 20,  # one in the middle
-        [3] * 30_000 + [1],  # the odd one at the end of a reply of many reads
+        [3] * 30_000 + [1],  # the odd one at the end of a reply of many reads: hiredis
         list(range(1, 32)),  # all different
     ],
     ids=["last-longer", "first-longer", "middle", "late", "all"],
 )
-def test_members_of_several_lengths_are_parsed_by_hiredis(
+def test_members_of_several_lengths(
     own: TelescopeState, redis_client: redis.Redis, raw_parses: list[int], lengths: list[int]
 ) -> None:
     members = [
@@ -132,7 +132,8 @@ def test_members_of_several_lengths_are_parsed_by_hiredis(
     ]
     _fill(redis_client, "strings", members)
     got = own.get_range("strings", st=0, return_encoded=True)
-    assert raw_parses == []  # noticed, and handed over
+    # noticed, then walked member by member; or, beyond a few thousand, handed to hiredis
+    assert raw_parses == ([] if len(lengths) > sync._WALK else [len(lengths)])
     assert got == as_redis_py_reads(redis_client, "strings")
     assert [len(value) - 2 for value, _ in got] == lengths
 
@@ -236,8 +237,8 @@ def test_many_sensors_in_one_exchange(
         assert got[f"f{i}"].values.tolist() == [float(t * i) for t in range(3000 * i + 1)]
     assert [len(v) for v in got["mixed"].values] == lengths
     assert got["last"].values.tolist() == [7] * 10
-    # the three before "mixed" were read raw; hiredis took over from there
-    assert sorted(raw_parses) == [1, 3001, 6001]
+    # all read raw, "mixed" too (walked member by member)
+    assert sorted(raw_parses) == [1, 10, 81, 3001, 6001, 9001, 12001, 15001]
     # All plain: every one raw
     raw_parses.clear()
     plain = ["f1", "f5", "last"]
@@ -460,8 +461,7 @@ def test_get_ranges_arrays_of_many_encodings(
         assert got[name].values.dtype == expected.values.dtype, name
         assert got[name].values.tolist() == expected.values.tolist(), name
         assert got[name].timestamps.tolist() == expected.timestamps.tolist(), name
-    assert {300, 200} <= set(raw_parses)  # read raw; "s1" and "d3" after it not
-    assert 80 not in raw_parses
+    assert {300, 200, 100, 80} <= set(raw_parses)  # all read raw, "s1" (walked) too
 
 
 def test_get_ranges_of_many_samples_pauses_young_collections_only_meanwhile(
@@ -484,3 +484,15 @@ def test_get_ranges_of_many_samples_pauses_young_collections_only_meanwhile(
     seen.clear()
     _logic.ranges_result(["a"], [batch])
     assert seen == [before]  # 6000: not worth it
+
+
+def test_members_walk_rules() -> None:
+    data = b"$3\r\nabc\r\n$1\r\nx\r\n$10\r\n0123456789\r\n"
+    assert resp.members_walk(data, 0, 3, len(data)) == (len(data), 0)
+    assert resp.members_walk(data, 0, 2, len(data)) == (16, 0)  # stops after `left`
+    assert resp.members_walk(data, 0, 3, 20) == (16, 1)  # the third has not all arrived
+    assert resp.members_walk(data, 0, 3, 18) == (16, 1)  # nor has its header
+    assert resp.members_walk(b"$3\r\nabcXY", 0, 1, 9) is None  # no \r\n after the member
+    assert resp.members_walk(b"+OK\r\n", 0, 1, 5) is None  # not a bulk string
+    assert resp.members_walk(b"$-1\r\n", 0, 1, 5) is None  # nor is a null
+    assert resp.members_walk(b"$" + b"1" * 12 + b"\r\n", 0, 1, 15) is None  # no header end

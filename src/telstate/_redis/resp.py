@@ -35,6 +35,7 @@ __all__ = [
     "bulk_read_prefix",
     "error_code",
     "members_regular",
+    "members_walk",
     "pack",
     "words",
 ]
@@ -136,8 +137,10 @@ def first_error(replies: Sequence[Any]) -> BaseException | None:
 # The end of the reply is then known from its first member's header, and each header is
 # checked where equal lengths put it as the bytes arrive (with the \r\n before it, as a
 # few integer comparisons of strided views: telstate._strided), so a reply of another
-# shape (another type, members of several lengths, an error) is noticed before its end
-# and handed to hiredis whole instead: nothing is ever waited for that will not come.
+# shape (another type, members of several lengths, an error) is noticed before its end:
+# nothing is ever waited for that will not come.  Members of several lengths are then
+# stepped over one by one (members_walk), up to a few thousand; anything else is handed
+# to hiredis whole.
 # The read of a key that does not exist has a fixed shape too (+none, *0), so the reads
 # after it stay raw.  The checked layout travels with the array (RawArray.regular).
 
@@ -255,3 +258,37 @@ def members_regular(buffer: Any, layout: BulkLayout, done: int, received: int) -
     if received < end:
         return first + max(arrived, checked) * stride
     return end if buffer[end - 2] == 13 and buffer[end - 1] == 10 else None
+
+
+def members_walk(data: Any, at: int, left: int, received: int) -> tuple[int, int] | None:
+    """Step over the bulk strings from offset `at` in `data` that have arrived whole.
+
+    For members of several lengths, whose array's end is known only once every
+    header before it has been read: one step per member (so only for arrays of a
+    few thousand members; hiredis reads bigger ones).  `left` members remain from
+    `at`, and `received` bytes of `data` have arrived.  Returns where the walk
+    stopped and how many members remain from there, or None if a header or a
+    member's ``\r\n`` is not where one must be.
+    """
+    while left:
+        head = bytes(data[at : min(received, at + _LONGEST_HEADER)])
+        line = head.find(b"\r\n")
+        if line < 0:
+            if len(head) == _LONGEST_HEADER:
+                return None
+            break  # the header has not all arrived
+        digits = head[1:line]
+        if head[:1] != b"$" or not digits.isdigit():
+            return None
+        end = at + line + 2 + int(digits) + 2
+        if end > received:
+            break
+        if bytes(data[end - 2 : end]) != b"\r\n":
+            return None
+        at = end
+        left -= 1
+    return at, left
+
+
+#: "$", the 10 digits of any Redis string length, "\r\n".
+_LONGEST_HEADER = 13

@@ -37,6 +37,7 @@ import redis
 
 from .. import _deadline
 from .._errors import TimeoutError
+from .._reply import Regular
 from . import rules
 from .base import Reconnection, TransportState, subscribed
 from .config import Address, ServerConfig
@@ -59,6 +60,7 @@ from .resp import (
     bulk_layout,
     bulk_read_prefix,
     members_regular,
+    members_walk,
     pack,
 )
 from .session import (
@@ -85,6 +87,9 @@ _T = TypeVar("_T")
 _READ_SIZE = 1 << 20
 #: First buffer of a bulk read (grown as its members arrays need).
 _BULK_START = 1 << 18
+#: Members of several lengths up to which an array is received raw (walked member by
+#: member); hiredis reads bigger ones.
+_WALK = 10_000
 #: Bytes that hold a read's replies up to its first member's header.
 _LAYOUT_BYTES = len(bulk_read_prefix(BULK_READ_REPLIES)) + 32
 #: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
@@ -169,15 +174,46 @@ class SocketConnection:
             while checked is not None and received < pos + layout.end:
                 received += self._recv_into(view[received:])
                 checked = members_regular(octets, layout, checked, received - pos)
-            if checked is None:  # members of several lengths
-                return replies + self._hand_over(view[pos:received], count - len(replies))
-            members = view[pos + layout.start : pos + layout.end]
+            if checked is not None:
+                end = layout.end
+                regular: Regular | None = layout.regular()
+            else:  # members of several lengths: their end is found member by member
+                regular = None
+                walked = (
+                    self._walk(buffer, pos, received, layout) if layout.members <= _WALK else None
+                )
+                if walked is None:
+                    return replies + self._hand_over(view[pos:received], count - len(replies))
+                buffer, pos, received, end = walked
+                view = buffer.data
+            members = view[pos + layout.start : pos + end]
             # What hiredis would have returned, with the members array left as bytes
-            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members, layout.regular())]]
-            pos += layout.end
+            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members, regular)]]
+            pos += end
         if received > pos:  # bytes after the replies: not plain reads after all
             raise rules.Dropped(f"{self.node} sent more than the replies of a read")
         return replies
+
+    def _walk(
+        self, buffer: np.ndarray[Any, Any], pos: int, received: int, layout: BulkLayout
+    ) -> tuple[np.ndarray[Any, Any], int, int, int] | None:
+        """Receive a members array of several lengths whole: the buffer holding it, its
+        read's offset and what has arrived there, and where the array ends (from the
+        read's offset); None if it is not an array of bulk strings after all."""
+        at, left = pos + layout.first, layout.members
+        while True:
+            walked = members_walk(buffer.data, at, left, received)
+            if walked is None:
+                return None
+            at, left = walked
+            if not left:
+                return buffer, pos, received, at - pos
+            if received == len(buffer):
+                room = max(_BULK_START, 2 * (received - pos))
+                at -= pos
+                buffer, _, pos, received = _moved(buffer, pos, received, room)
+                at += pos
+            received += self._recv_into(buffer.data[received:])
 
     def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
         """Replies received raw that are parsed as usual after all."""
