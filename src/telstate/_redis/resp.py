@@ -21,6 +21,7 @@ import hiredis
 import numpy as np
 
 __all__ = [
+    "BULK",
     "BULK_READ_REPLIES",
     "BulkLayout",
     "ProtocolError",
@@ -56,6 +57,11 @@ def _word(value: Any) -> bytes:
     if isinstance(value, int | float):
         return repr(value).encode()
     return bytes(value)
+
+
+#: One word of a command, a bulk string: ``BULK % (len(word), word)``, as :func:`pack`
+#: writes it (hot paths append words to a ready-made start, ``session.Scripts.prefix``).
+BULK = b"$%d\r\n%b\r\n"
 
 
 def pack(commands: Iterable[Sequence[Any]]) -> bytes:

@@ -30,9 +30,9 @@ from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._redis.cluster import Each, key_slot, slot_groups
-from .._redis.resp import RawArray
+from .._redis.resp import BULK, RawArray
 from .._redis.rules import is_access_refusal
-from .._redis.session import Command, Script, Targeted, Transaction
+from .._redis.session import Command, Script, Scripts, Targeted, Transaction
 from .._reply import parse_members_reply
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCRIPTS",
+    "QuickCalls",
     "TYPE_NAMES",
     "is_wrongtype",
     "parse_found",
@@ -200,12 +201,16 @@ def is_wrongtype(error: BaseException) -> bool:
     return "WRONGTYPE" in str(error)
 
 
+# The ``get`` script's type codes (KeyType's values): a lookup is cheaper than KeyType(code)
+_FOUND_TYPES = {key_type.value: key_type for key_type in KeyType}
+
+
 def parse_found(reply: Any) -> Found | None:
     """Reply of the ``get`` script as a :data:`Found`."""
     if not reply:
         return None
     _, code, payload = reply  # the index of the key found: a view read knows it already
-    key_type = KeyType(code)
+    key_type = _FOUND_TYPES[code]
     if key_type is KeyType.IMMUTABLE:
         return key_type, payload, None
     if key_type is KeyType.MUTABLE:
@@ -523,6 +528,43 @@ def _error_or(reply: Any, key: bytes, parse: Any) -> Any:
         return parse(answer(reply, key))
     except TelstateError as exc:
         return exc
+
+
+class QuickCalls:
+    """The hot operations of one key as ready-made payloads, for a driver's quick lane.
+
+    ``get``, ``add_mutable`` and ``set_immutable`` of one key are, on one server, one
+    script call whose plan sends it and finishes with the reply; a driver sends
+    these bytes (exactly what the plan sends first: ``tests/test_redis_plans.py``
+    checks it) without the plan and finishes the same way when the reply is clean
+    (no error), and runs the plan otherwise.  Made from the script prefixes of
+    :meth:`Scripts.prefix`, one ``%`` per call.
+
+    Parameters
+    ----------
+    scripts
+        The transport's scripts (:data:`SCRIPTS`).
+    """
+
+    __slots__ = ("_add", "_get", "_set")
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._get = scripts.prefix("get", 1, 0) + BULK
+        self._add = scripts.prefix("add_mutable", 1, 1) + BULK + BULK
+        self._set = scripts.prefix("set_immutable", 1, 1) + BULK + BULK
+
+    def get(self, key: bytes) -> bytes:
+        """:func:`get_plan` of ``[key]``; finish with :func:`parse_found`."""
+        return self._get % (len(key), key)
+
+    def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> bytes:
+        """:func:`add_mutable_plan`; nothing to finish."""
+        data = member(timestamp, value)
+        return self._add % (len(key), key, len(data), data)
+
+    def set_immutable(self, key: bytes, value: bytes) -> bytes:
+        """:func:`set_immutable_plan`; its result is the reply itself."""
+        return self._set % (len(key), key, len(value), value)
 
 
 def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:

@@ -28,7 +28,7 @@ from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.base import TransportState
 from .._redis.errors import RedisConnectionError
-from .._redis.session import Scripts, first_contact
+from .._redis.session import MISS, Scripts, first_contact
 from .._redis.sync import SyncSubscription, SyncTransport
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
@@ -47,6 +47,7 @@ RETRY_WINDOW = 5.0
 # katsdptelstate's own tests do, and so may its users') gets the fake.
 _CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30}
 _SCRIPTS = Scripts(proto.SCRIPTS)
+_QUICK = proto.QuickCalls(_SCRIPTS)
 
 
 def describe_server(client: Any) -> str:
@@ -297,9 +298,28 @@ class RedisBackend(RedisBackendCommon, Backend):
         except StopIteration as done:
             return done.value
 
+    def _rerun(self, plan: proto.Plan[Any]) -> Any:
+        """Run the plan of a call whose quick try did not answer: its whole plan at once
+        (a first try would meet what the quick one met)."""
+        transport = self._transport
+        replies: Any = None
+        try:
+            while True:
+                batch = plan.send(replies)
+                replies = transport.drive(transport.call(batch.commands, batch.writes))
+        except StopIteration as done:
+            return done.value
+
     # -- reads
 
+    # The hot operations try the transport's quick lane first (see proto.QuickCalls)
+
     def get(self, keys: Sequence[bytes]) -> Found | None:
+        if len(keys) == 1:
+            reply = self._transport.quick(_QUICK.get(keys[0]))
+            if reply is not MISS:
+                return proto.parse_found(reply)
+            return self._rerun(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
         return self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
@@ -341,10 +361,14 @@ class RedisBackend(RedisBackendCommon, Backend):
     # -- writes
 
     def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
-        return self._run(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
+        reply = self._transport.quick(_QUICK.set_immutable(key, value), True)
+        if reply is not MISS:
+            return reply  # type: ignore[no-any-return]
+        return self._rerun(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
 
     def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
-        self._run(proto.add_mutable_plan(key, value, timestamp))
+        if self._transport.quick(_QUICK.add_mutable(key, value, timestamp), True) is MISS:
+            self._rerun(proto.add_mutable_plan(key, value, timestamp))
 
     def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
         return self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
