@@ -794,13 +794,18 @@ class _SyncHub:
         self.thread: threading.Thread | None = None
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
+        self.woken = False
         self.closed = False
-        weakref.finalize(self, self.wake_r.close)
-        weakref.finalize(self, self.wake_w.close)
+        # Not at exit: the thread may still be selecting on them (the process closes them)
+        weakref.finalize(self, self.wake_r.close).atexit = False
+        weakref.finalize(self, self.wake_w.close).atexit = False
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
+        self.woken = True  # before the byte: the thread drains it (see _run)
+        try:  # not contextlib.suppress: three calls more on a woken wait's way back
             self.wake_w.send(b"x")
+        except OSError:  # closed: nobody to wake
+            return
 
     def subscribe(self, keys: Sequence[bytes]) -> SyncSubscription:
         channels = channels_of(keys)
@@ -811,7 +816,7 @@ class _SyncHub:
             new = self.state.add(subscription, channels)
             ready = subscription not in self.state.waiting
             if new:
-                self.outgoing.append(pack([("SUBSCRIBE", *new)]))
+                self.outgoing.append(pack([(b"SUBSCRIBE", *new)]))
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, name="telstate pub/sub hub", daemon=True
@@ -839,7 +844,7 @@ class _SyncHub:
         with self.lock:
             gone = self.state.remove(subscription, subscription.channels)
             if gone:
-                self.outgoing.append(pack([("UNSUBSCRIBE", *gone)]))
+                self.outgoing.append(pack([(b"UNSUBSCRIBE", *gone)]))
         if gone:
             self.wake()
 
@@ -893,26 +898,37 @@ class _SyncHub:
                         channels = list(self.state.listeners)
                         if channels:
                             self.outgoing = [pack([("SUBSCRIBE", *channels)])]
-                with self.lock:
-                    payload = b"".join(self.outgoing)
-                    self.outgoing.clear()
-                try:
-                    if payload:
+                if self.outgoing:  # whoever adds to it wakes the thread afterwards
+                    with self.lock:
+                        payload = b"".join(self.outgoing)
+                        self.outgoing.clear()
+                    try:
                         connection.send(payload)
+                    except rules.Failure as exc:
+                        self._lost(connection, exc)
+                        connection = None
+                        continue
+                try:
                     replies = connection.read(_POLL, self.wake_r)
                 except rules.Failure as exc:
-                    logger.warning("pub/sub connection to %s lost: %s", transport.describe(), exc)
-                    connection.close()
+                    self._lost(connection, exc)
                     connection = None
                     continue
-                self._drain_wake()
-                for reply in replies:
+                if self.woken or not replies:  # woken (or timed out): drain the wake-ups
+                    self.woken = False
+                    self._drain_wake()
+                if replies:
                     with self.lock:
-                        items = self.state.on_reply(reply)
-                    _deliver(items)
+                        items = [item for reply in replies for item in self.state.on_reply(reply)]
+                    for subscription, item in items:
+                        subscription.items.put(item)
         finally:
             if connection is not None:
                 connection.close()
+
+    def _lost(self, connection: Connection, exc: rules.Failure) -> None:
+        logger.warning("pub/sub connection to %s lost: %s", self.transport.describe(), exc)
+        connection.close()
 
     def _connect(self) -> Connection:
         transport = self.transport
@@ -936,9 +952,11 @@ class _SyncHub:
         self._drain_wake()
 
     def _drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             while self.wake_r.recv(4096):
                 pass
+        except OSError:  # nothing (more) to read
+            pass
 
 
 def _deliver(items: list[tuple[SyncSubscription, Item]]) -> None:

@@ -798,18 +798,30 @@ def restore_plan(batch: Sequence[tuple[bytes, bytes]]) -> Plan[list[bytes]]:
     return [key for (key, _), reply in zip(batch, replies, strict=True) if not restored(reply)]
 
 
+def parse_update(key: bytes, payload: bytes) -> KeyUpdate | Recheck | None:
+    """A notification whose payload says the key's type, as :func:`update_plan` reads it
+    (without a plan: a waiter's wake-up); None if the type must be asked for."""
+    if needs_type(payload):
+        return None
+    try:
+        return parse_message(key, payload, None)
+    except ValueError:
+        return Recheck()
+
+
 def update_plan(
     key: bytes, payload: bytes, types: dict[bytes, KeyType | None]
 ) -> Plan[KeyUpdate | Recheck]:
     """A notification as a :class:`KeyUpdate` (asking for the key's type if the payload
     does not say it; `types` caches the answers), or Recheck if it cannot be read."""
-    key_type = None
-    if needs_type(payload):
-        if key not in types:
-            types[key] = yield from key_type_plan([key])
-        key_type = types[key]
-        if key_type is None:
-            return Recheck()  # deleted since: nothing to learn from this update
+    update = parse_update(key, payload)
+    if update is not None:
+        return update
+    if key not in types:
+        types[key] = yield from key_type_plan([key])
+    key_type = types[key]
+    if key_type is None:
+        return Recheck()  # deleted since: nothing to learn from this update
     try:
         return parse_message(key, payload, key_type)
     except ValueError:

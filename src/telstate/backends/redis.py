@@ -414,8 +414,11 @@ class _RedisSubscription(Subscription):
 
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
         item = self._subscription.get(timeout)
-        if item is None or isinstance(item, Recheck):
+        if item is None or type(item) is Recheck:
             return item
+        update = proto.parse_update(item.key, item.payload)
+        if update is not None:
+            return update
         return self._backend._run(proto.update_plan(item.key, item.payload, self._types))  # type: ignore[no-any-return]
 
     def close(self) -> None:
