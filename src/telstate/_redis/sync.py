@@ -841,12 +841,14 @@ class _SyncHub:
         return subscription
 
     def remove(self, subscription: SyncSubscription) -> None:
+        # The UNSUBSCRIBE waits for the thread's next turn (a wake-up or, at the latest,
+        # _POLL seconds): a woken wait leaves without a system call, and the messages
+        # meanwhile are dropped (nobody listens).  A subscription made meanwhile goes out
+        # after it, with a wake-up.
         with self.lock:
             gone = self.state.remove(subscription, subscription.channels)
             if gone:
                 self.outgoing.append(pack([(b"UNSUBSCRIBE", *gone)]))
-        if gone:
-            self.wake()
 
     def close(self) -> None:
         with self.lock:
