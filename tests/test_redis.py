@@ -397,3 +397,41 @@ def test_silent_server_times_out_by_socket_timeout(tcp_server: RedisServer) -> N
     finally:
         admin.close()
         ts.backend.close()
+
+
+def test_ended_wait_unsubscribes_on_the_hub_s_next_turn(
+    tcp_server: RedisServer, tcp_ts: TelescopeState
+) -> None:
+    """A woken wait leaves without waking the hub: its UNSUBSCRIBE goes out on the hub's
+    next turn; a wait on the same key meanwhile keeps the channel and is woken."""
+    admin = tcp_server.client()
+
+    def listeners() -> int:
+        return int(admin.pubsub_numsub("update/s")[0][1])
+
+    def wait_for(value: float) -> threading.Thread:
+        thread = threading.Thread(
+            target=tcp_ts.wait_key, args=("s", lambda v, _: v == value), kwargs={"timeout": 10}
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while listeners() != 1:
+            assert time.monotonic() < deadline, "the wait did not subscribe"
+            time.sleep(0.005)
+        return thread
+
+    try:
+        first = wait_for(1.0)
+        tcp_ts.add("s", 1.0, ts=1.0)
+        first.join(10)
+        assert not first.is_alive()
+        second = wait_for(2.0)  # subscribed at once, or after the first one's UNSUBSCRIBE
+        tcp_ts.add("s", 2.0, ts=2.0)
+        second.join(10)
+        assert not second.is_alive()
+        deadline = time.monotonic() + 5
+        while listeners():
+            assert time.monotonic() < deadline, "the channel was never unsubscribed"
+            time.sleep(0.02)
+    finally:
+        admin.close()
