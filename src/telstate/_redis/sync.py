@@ -88,8 +88,6 @@ logger = logging.getLogger("telstate.redis")
 _T = TypeVar("_T")
 
 _READ_SIZE = 1 << 20
-#: Whether sockets time out by the kernel's SO_RCVTIMEO / SO_SNDTIMEO (a struct timeval).
-_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
 #: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
 _POLL = 1.0
 #: Seconds between attempts to reach a sentinel that is not listened to.
@@ -338,6 +336,10 @@ class ClientConnection:
 
 
 Connection = SocketConnection | ClientConnection
+
+
+#: Whether sockets time out by the kernel's SO_RCVTIMEO / SO_SNDTIMEO (a struct timeval).
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
 
 
 def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) -> socket.socket:

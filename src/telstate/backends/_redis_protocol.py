@@ -32,7 +32,7 @@ from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._redis.cluster import Each, key_slot, slot_groups
 from .._redis.resp import BULK, RawArray
 from .._redis.rules import is_access_refusal
-from .._redis.session import Command, Script, Scripts, Targeted, Transaction
+from .._redis.session import Command, Script, Targeted, Transaction
 from .._reply import parse_members_reply
 from .._samples import EMPTY_BATCH, SampleBatch
 from .._updates import CHANNEL_PREFIX, KeyUpdate, Recheck, decode_update
@@ -40,6 +40,7 @@ from ..rdb._crc64 import crc64
 from .base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 
 if TYPE_CHECKING:
+    from .._redis.session import Scripts
     from ..rdb._reader import RdbIndex
 
 __all__ = [
