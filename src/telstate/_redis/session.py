@@ -159,9 +159,9 @@ class Scripts:
         """The RESP of a call of script `name` with `keys` keys and `args` arguments, up
         to its first key.
 
-        A hot path appends the keys and arguments as bulk strings (see
-        :func:`.resp.bulk`) and has what :func:`.resp.pack` makes of :meth:`expand`'s
-        words, without making them.
+        A hot path appends the keys and arguments as bulk strings (:data:`.resp.BULK`)
+        and has what :func:`.resp.pack` makes of :meth:`expand`'s words, without making
+        them.
         """
         empty = pack([self.expand(Script(name, [b""] * keys, [b""] * args))])
         return empty[: len(empty) - len(b"$0\r\n\r\n") * (keys + args)]
