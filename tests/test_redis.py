@@ -435,3 +435,35 @@ def test_ended_wait_unsubscribes_on_the_hub_s_next_turn(
             time.sleep(0.02)
     finally:
         admin.close()
+
+
+def test_immutables_read_again_by_get_whatever_became_of_them(
+    tcp_server: RedisServer, tcp_ts: TelescopeState
+) -> None:
+    """A key read as an immutable is read next by a plain GET; a key deleted or of
+    another type since still reads as the get script would read it."""
+    admin = tcp_server.client()
+    try:
+        tcp_ts["k"] = 1
+        assert tcp_ts["k"] == 1  # by the script: an immutable
+        assert _calls_during(admin, lambda: tcp_ts["k"]).get("get") == 1
+        tcp_ts.delete("k")
+        with pytest.raises(KeyError):
+            tcp_ts["k"]  # GET: nil
+        assert tcp_ts.get("k") is None
+        tcp_ts["k"] = 2
+        assert tcp_ts["k"] == 2
+        tcp_ts.delete("k")
+        tcp_ts.add("k", 3.0, ts=1.0)
+        assert tcp_ts["k"] == 3.0  # GET: WRONGTYPE, then the script
+        assert tcp_ts.key_type("k") == telstate.KeyType.MUTABLE
+        calls = _calls_during(admin, lambda: tcp_ts["k"])
+        assert "get" not in calls  # no longer taken for an immutable
+        tcp_ts.delete("k")
+        tcp_ts["k"] = 4
+        assert tcp_ts["k"] == 4
+        tcp_ts.delete("k")
+        tcp_ts.set_indexed("k", "a", 5)
+        assert tcp_ts["k"] == {"a": 5}
+    finally:
+        admin.close()

@@ -934,6 +934,10 @@ def test_quick_payloads_are_what_the_plans_send() -> None:
     for payload, plan in cases:
         batch = next(plan)
         assert payload == pack([scripts.expand(command) for command in batch.commands])
+    assert quick.get_immutable(key) == pack([("GET", key)])
+    # a GET's reply means what the get script's would
+    assert proto.immutable_found(b"v") == proto.parse_found([0, 1, b"v"])
+    assert proto.immutable_found(None) is None
 
 
 def test_script_prefix_with_bulk_words_packs_like_pack() -> None:

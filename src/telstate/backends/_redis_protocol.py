@@ -541,22 +541,32 @@ class QuickCalls:
     (no error), and runs the plan otherwise.  Made from the script prefixes of
     :meth:`Scripts.prefix`, one ``%`` per call.
 
+    A key that held an immutable is read with a plain ``GET`` instead
+    (:meth:`get_immutable`), which the server answers faster than a script: its
+    answer is what the script's would be (the value, or nil if the key is gone);
+    a key of another type since answers WRONGTYPE, and the plan reads it.
+
     Parameters
     ----------
     scripts
         The transport's scripts (:data:`SCRIPTS`).
     """
 
-    __slots__ = ("_add", "_get", "_set")
+    __slots__ = ("_add", "_get", "_get_immutable", "_set")
 
     def __init__(self, scripts: Scripts) -> None:
         self._get = scripts.prefix("get", 1, 0) + BULK
+        self._get_immutable = b"*2\r\n" + BULK % (3, b"GET") + BULK
         self._add = scripts.prefix("add_mutable", 1, 1) + BULK + BULK
         self._set = scripts.prefix("set_immutable", 1, 1) + BULK + BULK
 
     def get(self, key: bytes) -> bytes:
         """:func:`get_plan` of ``[key]``; finish with :func:`parse_found`."""
         return self._get % (len(key), key)
+
+    def get_immutable(self, key: bytes) -> bytes:
+        """``GET key``, for a key that held an immutable; finish with :func:`immutable_found`."""
+        return self._get_immutable % (len(key), key)
 
     def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> bytes:
         """:func:`add_mutable_plan`; nothing to finish."""
@@ -566,6 +576,11 @@ class QuickCalls:
     def set_immutable(self, key: bytes, value: bytes) -> bytes:
         """:func:`set_immutable_plan`; its result is the reply itself."""
         return self._set % (len(key), key, len(value), value)
+
+
+def immutable_found(reply: bytes | None) -> Found | None:
+    """What :func:`get_plan` finds, from the reply of :meth:`QuickCalls.get_immutable`."""
+    return None if reply is None else (KeyType.IMMUTABLE, reply, None)
 
 
 def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:
