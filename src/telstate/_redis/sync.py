@@ -108,7 +108,7 @@ class SocketConnection:
         self.epoch = epoch
         self.reader = Reader()
         self.buffer = bytearray(_READ_SIZE)
-        self.timeout = sock.gettimeout() or _kernel_timeout(sock)
+        self.timeout = sock.gettimeout()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -144,7 +144,8 @@ class SocketConnection:
     def _lost(self, exc: OSError) -> rules.Dropped:
         """The failure an error of the socket stands for."""
         if isinstance(exc, builtins.TimeoutError | BlockingIOError):  # see open_socket
-            return rules.Dropped(f"{self.node} did not answer in {self.timeout} s")
+            timeout = self.timeout if self.timeout is not None else _kernel_timeout(self.sock)
+            return rules.Dropped(f"{self.node} did not answer in {timeout} s")
         return rules.Dropped(f"connection to {self.node} lost: {exc}")
 
     def _receive_bulk(self, count: int) -> list[Any]:
