@@ -293,3 +293,177 @@ def test_clients_are_made_with_katsdptelstate_s_call() -> None:
     for i, ts in enumerate(states):
         ts["x"] = i
         assert ts["x"] == i
+
+
+# ------------------------------------------------------------------------ the quick lane
+#
+# get, add and set of one key are sent without their plans when all is well
+# (RedisBackend, SyncTransport.quick); anything unusual runs the plan, with every rule.
+
+
+def _count_exchanges(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    from telstate._redis import sync
+
+    counts = {"quick": 0, "plan": 0}
+    original_one, original = sync.SocketConnection.exchange_one, sync.SocketConnection.exchange
+
+    def one(self: Any, payload: bytes) -> Any:
+        counts["quick"] += 1
+        return original_one(self, payload)
+
+    def many(self: Any, payload: bytes, count: int, *more: Any) -> Any:
+        counts["plan"] += 1
+        return original(self, payload, count, *more)
+
+    monkeypatch.setattr(sync.SocketConnection, "exchange_one", one)
+    monkeypatch.setattr(sync.SocketConnection, "exchange", many)
+    return counts
+
+
+def test_quick_lane_carries_the_hot_calls(
+    tcp_ts: TelescopeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tcp_ts["a"] = 1  # scripts loaded
+    tcp_ts.add("s", 1.0, ts=1.0)
+    counts = _count_exchanges(monkeypatch)
+    assert tcp_ts["a"] == 1
+    tcp_ts.add("s", 2.0, ts=2.0)
+    tcp_ts["a"] = 1  # an equal value set again
+    tcp_ts["b"] = 2
+    assert tcp_ts.get("s") == 2.0
+    assert tcp_ts.get("absent") is None
+    assert counts == {"quick": 6, "plan": 0}
+    with pytest.raises(telstate.ImmutableKeyError):
+        tcp_ts["a"] = 2
+
+
+def test_quick_lane_error_replies_run_the_plan(
+    tcp_server: RedisServer, tcp_ts: TelescopeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = tcp_server.client()
+    try:
+        tcp_ts["imm"] = 1
+        admin.rpush("list", b"x")  # a type telstate does not use
+        counts = _count_exchanges(monkeypatch)
+        with pytest.raises(telstate.ImmutableKeyError):
+            tcp_ts.add("imm", 1.0, ts=1.0)  # WRONGTYPE
+        with pytest.raises(telstate.ImmutableKeyError):
+            tcp_ts["list"]
+        with pytest.raises(telstate.ImmutableKeyError):
+            tcp_ts["list"] = 1
+        assert counts == {"quick": 3, "plan": 3}  # each error reply sent again by the plan
+        admin.script_flush()  # NOSCRIPT: the plan loads the scripts and sends again
+        assert tcp_ts["imm"] == 1
+        tcp_ts.add("s", 1.0, ts=1.0)
+        assert tcp_ts.get_range("s", st=0) == [(1.0, 1.0)]
+    finally:
+        admin.close()
+
+
+def test_quick_lane_dropped_connection_runs_the_plan(tcp_server: RedisServer) -> None:
+    ts = TelescopeState(f"127.0.0.1:{tcp_server.port}")
+    admin = tcp_server.client()
+    try:
+        ts["a"] = 1
+        # telstate's idle connection is killed: the quick try fails, the plan reconnects
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert ts["a"] == 1
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        ts.add("s", 1.0, ts=1.0)
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        ts["b"] = 2
+        assert ts.get_range("s", st=0) == [(1.0, 1.0)]
+        assert ts["b"] == 2
+    finally:
+        admin.close()
+        ts.backend.close()
+
+
+def test_silent_server_times_out_by_socket_timeout(tcp_server: RedisServer) -> None:
+    """A server that stops answering: each try gives up after socket_timeout, the call
+    after the retry window, and says why."""
+    url = f"redis://127.0.0.1:{tcp_server.port}/?socket_timeout=0.2&retry_window=0.3"
+    ts = TelescopeState(RedisBackend.from_url(url))
+    admin = tcp_server.client()
+    try:
+        ts["a"] = 1
+        admin.client_pause(1500)
+        start = time.monotonic()
+        with pytest.raises(ConnectionError, match=r"did not answer in 0\.2 s"):
+            ts["a"]
+        assert time.monotonic() - start < 1.4  # gave up before the server came back
+        time.sleep(1.6)
+        assert ts["a"] == 1
+    finally:
+        admin.close()
+        ts.backend.close()
+
+
+def test_ended_wait_unsubscribes_on_the_hub_s_next_turn(
+    tcp_server: RedisServer, tcp_ts: TelescopeState
+) -> None:
+    """A woken wait leaves without waking the hub: its UNSUBSCRIBE goes out on the hub's
+    next turn; a wait on the same key meanwhile keeps the channel and is woken."""
+    admin = tcp_server.client()
+
+    def listeners() -> int:
+        return int(admin.pubsub_numsub("update/s")[0][1])
+
+    def wait_for(value: float) -> threading.Thread:
+        thread = threading.Thread(
+            target=tcp_ts.wait_key, args=("s", lambda v, _: v == value), kwargs={"timeout": 10}
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while listeners() != 1:
+            assert time.monotonic() < deadline, "the wait did not subscribe"
+            time.sleep(0.005)
+        return thread
+
+    try:
+        first = wait_for(1.0)
+        tcp_ts.add("s", 1.0, ts=1.0)
+        first.join(10)
+        assert not first.is_alive()
+        second = wait_for(2.0)  # subscribed at once, or after the first one's UNSUBSCRIBE
+        tcp_ts.add("s", 2.0, ts=2.0)
+        second.join(10)
+        assert not second.is_alive()
+        deadline = time.monotonic() + 5
+        while listeners():
+            assert time.monotonic() < deadline, "the channel was never unsubscribed"
+            time.sleep(0.02)
+    finally:
+        admin.close()
+
+
+def test_immutables_read_again_by_get_whatever_became_of_them(
+    tcp_server: RedisServer, tcp_ts: TelescopeState
+) -> None:
+    """A key read as an immutable is read next by a plain GET; a key deleted or of
+    another type since still reads as the get script would read it."""
+    admin = tcp_server.client()
+    try:
+        tcp_ts["k"] = 1
+        assert tcp_ts["k"] == 1  # by the script: an immutable
+        assert _calls_during(admin, lambda: tcp_ts["k"]).get("get") == 1
+        tcp_ts.delete("k")
+        with pytest.raises(KeyError):
+            tcp_ts["k"]  # GET: nil
+        assert tcp_ts.get("k") is None
+        tcp_ts["k"] = 2
+        assert tcp_ts["k"] == 2
+        tcp_ts.delete("k")
+        tcp_ts.add("k", 3.0, ts=1.0)
+        assert tcp_ts["k"] == 3.0  # GET: WRONGTYPE, then the script
+        assert tcp_ts.key_type("k") == telstate.KeyType.MUTABLE
+        calls = _calls_during(admin, lambda: tcp_ts["k"])
+        assert "get" not in calls  # no longer taken for an immutable
+        tcp_ts.delete("k")
+        tcp_ts["k"] = 4
+        assert tcp_ts["k"] == 4
+        tcp_ts.delete("k")
+        tcp_ts.set_indexed("k", "a", 5)
+        assert tcp_ts["k"] == {"a": 5}
+    finally:
+        admin.close()

@@ -11,7 +11,8 @@ from telstate._errors import ImmutableKeyError, TelstateError
 from telstate._keys import KeyType
 from telstate._ranges import pack_timestamp, resolve_range
 from telstate._redis.cluster import Each, key_slot
-from telstate._redis.session import Script, Targeted, Transaction
+from telstate._redis.resp import BULK, pack
+from telstate._redis.session import Script, Scripts, Targeted, Transaction
 from telstate._updates import KeyUpdate, Recheck
 from telstate.backends import _redis_protocol as proto
 from telstate.backends._redis_protocol import Batch
@@ -913,3 +914,35 @@ def test_cluster_server_info_sums_keys_and_memory_over_the_primaries() -> None:
                 {nodes[0]: 1, nodes[1]: err("NOPERM no"), nodes[2]: 3},
             ],
         )
+
+
+# ------------------------------------------------------------------------ the quick lane
+
+
+def test_quick_payloads_are_what_the_plans_send() -> None:
+    """A driver's quick lane sends QuickCalls' bytes without the plan: the same bytes."""
+    scripts = Scripts(proto.SCRIPTS)
+    quick = proto.QuickCalls(scripts)
+    key, value, stamp = b"odd\r\nkey $3", b"\xff\x00\r\nvalue", 1234.5
+    cases = [
+        (quick.get(key), proto.get_plan([key])),
+        (quick.get(b""), proto.get_plan([b""])),
+        (quick.add_mutable(key, value, stamp), proto.add_mutable_plan(key, value, stamp)),
+        (quick.set_immutable(key, value), proto.set_immutable_plan(key, value)),
+        (quick.set_immutable(key, b""), proto.set_immutable_plan(key, b"")),
+    ]
+    for payload, plan in cases:
+        batch = next(plan)
+        assert payload == pack([scripts.expand(command) for command in batch.commands])
+    assert quick.get_immutable(key) == pack([("GET", key)])
+    # a GET's reply means what the get script's would
+    assert proto.immutable_found(b"v") == proto.parse_found([0, 1, b"v"])
+    assert proto.immutable_found(None) is None
+
+
+def test_script_prefix_with_bulk_words_packs_like_pack() -> None:
+    scripts = Scripts(proto.SCRIPTS)
+    words = [b"a", b"", b"x" * 300]
+    prefix = scripts.prefix("get", 2, 1)
+    made = prefix + b"".join(BULK % (len(word), word) for word in words)
+    assert made == pack([scripts.expand(Script("get", words[:2], words[2:]))])

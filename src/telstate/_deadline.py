@@ -9,8 +9,6 @@ window, so a wait's timeout holds whatever happens to the server.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from contextvars import ContextVar
 
 __all__ = ["current", "until"]
@@ -23,11 +21,20 @@ def current() -> float | None:
     return _DEADLINE.get()
 
 
-@contextlib.contextmanager
-def until(deadline: float | None) -> Iterator[None]:
-    """Calls made inside this block stop retrying at `deadline` (monotonic seconds)."""
-    token = _DEADLINE.set(deadline)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
+class until:  # lower case: used as the function it was, ``with until(deadline):``
+    """Calls made inside this block stop retrying at `deadline` (monotonic seconds).
+
+    A class rather than a generator context manager: a wait enters it on every step,
+    and a woken wait leaves it on its way back to the caller.
+    """
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, deadline: float | None) -> None:
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        self._token = _DEADLINE.set(self._deadline)
+
+    def __exit__(self, *exc: object) -> None:
+        _DEADLINE.reset(self._token)

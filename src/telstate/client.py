@@ -14,7 +14,7 @@ from typing import Any
 
 from . import _plans as plans
 from ._arrays import SampleArrays
-from ._codec import ENCODING_DEFAULT, decode_value
+from ._codec import ENCODING_DEFAULT, decode_value, encode_value
 from ._drivers import Driver
 from ._keys import KeyType, display_str, ensure_bytes, ensure_str
 from ._logic import (
@@ -27,14 +27,13 @@ from ._logic import (
     encode_sub_key,
     make_indexed_write,
     make_sample,
-    make_write,
     range_arrays,
     range_result,
     ranges_result,
 )
 from ._plans import IndexedCondition, KeyCondition
 from ._ranges import resolve_range
-from .backends.base import Backend
+from .backends.base import Backend, Write
 from .backends.memory import MemoryBackend
 from .backends.rdb import RdbBackend
 from .endpoint import Endpoint, endpoint_parser
@@ -279,10 +278,11 @@ class TelescopeState(TelescopeStateBase[Backend]):
         if not immutable:  # the hot path: a sample, which never conflicts
             self._backend.add_mutable(self._write_key(key), *make_sample(value, ts, encoding))
             return
-        write = make_write(self._write_key(key), value, ts, immutable, encoding)
-        stored = self._backend.write(write)
+        full_key = self._write_key(key)
+        encoded = encode_value(value, encoding)  # what make_write makes of an immutable
+        stored = self._backend.set_immutable(full_key, encoded)
         if stored is not None:  # the key held a value already
-            check_written(write, value, stored)
+            check_written(Write(KeyType.IMMUTABLE, full_key, encoded), value, stored)
 
     def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""

@@ -25,6 +25,7 @@ from .._reply import Regular
 from .._strided import rows_match
 
 __all__ = [
+    "BULK",
     "BULK_READ_REPLIES",
     "BulkLayout",
     "ProtocolError",
@@ -61,6 +62,11 @@ def _word(value: Any) -> bytes:
     if isinstance(value, int | float):
         return repr(value).encode()
     return bytes(value)
+
+
+#: One word of a command, a bulk string: ``BULK % (len(word), word)``, as :func:`pack`
+#: writes it (hot paths append words to a ready-made start, ``session.Scripts.prefix``).
+BULK = b"$%d\r\n%b\r\n"
 
 
 def pack(commands: Iterable[Sequence[Any]]) -> bytes:

@@ -41,9 +41,12 @@ __all__ = [
     "Pause",
     "Targeted",
     "Transaction",
+    "MISS",
     "first_try",
     "first_try_answered",
     "first_try_failed",
+    "first_try_node",
+    "quick_answered",
     "Plan",
     "Script",
     "Scripts",
@@ -151,6 +154,17 @@ class Scripts:
         self.shas = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in texts.items()}
         self._evalsha = {name: (b"EVALSHA", sha.encode()) for name, sha in self.shas.items()}
         self.load_payload = pack([("SCRIPT", "LOAD", text) for text in self.texts.values()])
+
+    def prefix(self, name: str, keys: int, args: int) -> bytes:
+        """The RESP of a call of script `name` with `keys` keys and `args` arguments, up
+        to its first key.
+
+        A hot path appends the keys and arguments as bulk strings (:data:`.resp.BULK`)
+        and has what :func:`.resp.pack` makes of :meth:`expand`'s words, without making
+        them.
+        """
+        empty = pack([self.expand(Script(name, [b""] * keys, [b""] * args))])
+        return empty[: len(empty) - len(b"$0\r\n\r\n") * (keys + args)]
 
     def expand(self, command: Sequence[Any] | Script) -> Sequence[Any]:
         """The words of a command (EVALSHA for a script)."""
@@ -507,21 +521,28 @@ def call(
         yield Pause(pause)
 
 
+def first_try_node(topology: Topology, writes: bool) -> Node | None:
+    """Where the first try of a call goes (the primary), or None if the call must run its
+    whole plan: a cluster, a primary unknown, or writes that must ``WAIT`` for replicas."""
+    node = topology.primary
+    if node is None or topology.cluster is not None or (writes and topology.config.min_replicas):
+        return None
+    return node
+
+
 def first_try(
     topology: Topology, scripts: Scripts, commands: Sequence[Command], writes: bool
 ) -> tuple[Node, bytes] | None:
     """The one exchange that answers `commands` when all is well, or None.
 
     The common case of :func:`call`, which the drivers run without its plan: one
-    server whose primary is known, plain commands and scripts, no ``WAIT``.  The
-    replies stand if :func:`first_try_answered` says so; otherwise the driver runs
-    :func:`call`, which sends the commands again (they are idempotent) and applies
-    every rule.
+    server whose primary is known (:func:`first_try_node`), plain commands and
+    scripts, no ``WAIT``.  The replies stand if :func:`first_try_answered` says so;
+    otherwise the driver runs :func:`call`, which sends the commands again (they are
+    idempotent) and applies every rule.
     """
-    node = topology.primary
-    if node is None or topology.cluster is not None or (writes and topology.config.min_replicas):
-        return None
-    if not _simple(commands):
+    node = first_try_node(topology, writes)
+    if node is None or not _simple(commands):
         return None
     return node, pack(scripts.expand(command) for command in commands)  # type: ignore[arg-type]
 
@@ -532,14 +553,25 @@ def first_try_failed(topology: Topology, failure: rules.Failure) -> None:
         raise _final_error(topology, failure)
 
 
+def quick_answered(reply: Any) -> bool:
+    """Whether the reply of a first try stands: not an error reply, nor a list holding one."""
+    if isinstance(reply, BaseException):
+        return False
+    if type(reply) is list:
+        for item in reply:
+            if isinstance(item, BaseException):
+                return False
+    return True
+
+
 def first_try_answered(replies: Sequence[Any]) -> bool:
     """Whether the replies of :func:`first_try` stand: no error reply, even nested."""
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            return False
-        if type(reply) is list and any(isinstance(item, BaseException) for item in reply):
-            return False
-    return True
+    return all(map(quick_answered, replies))
+
+
+#: What a driver's quick call returns when the first try did not answer: the caller
+#: runs the operation's whole plan instead.
+MISS: Any = object()
 
 
 def _assemble(

@@ -20,12 +20,15 @@ Threads hold the transport weakly and end when it is closed or forgotten.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import queue
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -36,7 +39,6 @@ import numpy as np
 import redis
 
 from .. import _deadline
-from .._errors import TimeoutError
 from .._reply import Regular
 from . import rules
 from .base import Reconnection, TransportState, subscribed
@@ -64,6 +66,7 @@ from .resp import (
     pack,
 )
 from .session import (
+    MISS,
     Command,
     Exchange,
     Node,
@@ -76,7 +79,9 @@ from .session import (
     first_try,
     first_try_answered,
     first_try_failed,
+    first_try_node,
     handshake_commands,
+    quick_answered,
 )
 
 __all__ = ["SyncSubscription", "SyncTransport"]
@@ -135,6 +140,32 @@ class SocketConnection:
         """
         self.send(payload)
         return self._receive_bulk(count) if bulk else self.receive(count)
+
+    def exchange_one(self, payload: bytes) -> Any:
+        """Send `payload` (one command), return its reply: :meth:`exchange` in fewer steps."""
+        sock = self.sock
+        reader = self.reader
+        try:
+            sock.sendall(payload)
+            reply = reader.gets()
+            while reply is False:
+                size = sock.recv_into(self.buffer)
+                if not size:
+                    raise rules.Dropped(f"{self.node} closed the connection")
+                reader.feed(self.buffer, 0, size)
+                reply = reader.gets()
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        except ProtocolError as exc:
+            raise rules.Dropped(f"{self.node} does not speak the Redis protocol: {exc}") from exc
+        return reply
+
+    def _lost(self, exc: OSError) -> rules.Dropped:
+        """The failure an error of the socket stands for."""
+        if isinstance(exc, builtins.TimeoutError | BlockingIOError):  # see open_socket
+            timeout = self.timeout if self.timeout is not None else _kernel_timeout(self.sock)
+            return rules.Dropped(f"{self.node} did not answer in {timeout} s")
+        return rules.Dropped(f"connection to {self.node} lost: {exc}")
 
     def _receive_bulk(self, count: int) -> list[Any]:
         """The replies of ``count // 4`` sensor-read transactions, members arrays raw.
@@ -223,10 +254,8 @@ class SocketConnection:
     def _recv_into(self, view: memoryview) -> int:
         try:
             size = self.sock.recv_into(view)
-        except TimeoutError:
-            raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
         except OSError as exc:
-            raise rules.Dropped(f"connection to {self.node} lost: {exc}") from exc
+            raise self._lost(exc) from exc
         if not size:
             raise rules.Dropped(f"{self.node} closed the connection")
         return size
@@ -312,6 +341,10 @@ class ClientConnection:
         self.send(payload)
         return self.receive(count)
 
+    def exchange_one(self, payload: bytes) -> Any:
+        self.send(payload)
+        return self._read_one()
+
     def receive(self, count: int) -> list[Any]:
         return [self._read_one() for _ in range(count)]
 
@@ -358,6 +391,10 @@ class ClientConnection:
 Connection = SocketConnection | ClientConnection
 
 
+#: Whether sockets time out by the kernel's SO_RCVTIMEO / SO_SNDTIMEO (a struct timeval).
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+
+
 def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) -> socket.socket:
     """A socket connected to `node` (TLS handshake done), or a Failure."""
     address = node.address
@@ -385,8 +422,24 @@ def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) ->
         raise rules.TlsRefused(str(exc)) from exc
     except OSError as exc:
         raise rules.Unreachable(str(exc) or type(exc).__name__) from exc
-    sock.settimeout(config.socket_timeout)
+    if _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket):
+        # Blocking, with the kernel's timeouts (a recv or send that times out fails with
+        # EAGAIN: see SocketConnection._lost).  Python's own timeout would poll() the
+        # socket before every send and every receive: two system calls per round trip.
+        sock.settimeout(None)
+        seconds = config.socket_timeout
+        timeval = struct.pack("ll", int(seconds), round(seconds % 1 * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    else:
+        sock.settimeout(config.socket_timeout)
     return sock
+
+
+def _kernel_timeout(sock: socket.socket) -> float:
+    """Seconds a receive on `sock` may wait, as set by :func:`open_socket`."""
+    seconds, micro = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    return float(seconds + micro / 1e6)
 
 
 # -------------------------------------------------------------------------- transport
@@ -401,7 +454,11 @@ class SyncTransport(TransportState):
     def __init__(self, config: ServerConfig, scripts: Scripts, client: Any = None) -> None:
         super().__init__(config, scripts, client)
         self._lock = threading.Lock()
+        # Idle connections by node; each node's list lives as long as the transport, so
+        # the list of the node used last (the primary, mostly) is kept at hand with it:
+        # no hashing of the node on the hot path.
         self._idle: dict[Node, list[Connection]] = {}
+        self._lane: tuple[Node | None, list[Connection]] = (None, [])  # the node used last
         self._busy: set[Connection] = set()
         self._changed = threading.Condition()
         self._closed = False
@@ -427,6 +484,31 @@ class SyncTransport(TransportState):
             if replies is not None and first_try_answered(replies):
                 return replies
         return self.drive(self.call(commands, writes))
+
+    def quick(self, payload: bytes, writes: bool = False) -> Any:
+        """The reply to `payload`, one command for the primary, if its first try answers
+        it cleanly; else :data:`.session.MISS`, and the caller runs the operation's plan
+        (which sends it again under every rule).  No rule is applied here: see
+        :func:`.session.first_try`."""
+        node = first_try_node(self.topology, writes)
+        if node is None or self._closed:
+            return MISS
+        try:
+            connection = self._checkout(node)
+        except rules.Failure as failure:
+            first_try_failed(self.topology, failure)
+            return MISS
+        try:
+            reply = connection.exchange_one(payload)
+        except rules.Failure as failure:
+            self._discard(connection)
+            first_try_failed(self.topology, failure)
+            return MISS
+        except BaseException:
+            self._discard(connection)  # interrupted mid-reply: the stream is unusable
+            raise
+        self._checkin(connection)
+        return reply if quick_answered(reply) else MISS
 
     def _try(self, node: Node, payload: bytes, count: int) -> list[Any] | None:
         """One exchange, or None if it failed (:meth:`run` then runs the whole plan)."""
@@ -542,9 +624,16 @@ class SyncTransport(TransportState):
             raise
         return connection
 
+    def _idle_of(self, node: Node) -> list[Connection]:
+        """The idle connections to `node`, when not at hand (called with the lock held)."""
+        idle = self._idle.setdefault(node, [])
+        self._lane = (node, idle)
+        return idle
+
     def _checkout(self, node: Node) -> Connection:
         with self._lock:
-            idle = self._idle.get(node)
+            lane = self._lane
+            idle = lane[1] if lane[0] is node else self._idle_of(node)
             while idle:
                 connection = idle.pop()
                 if node.sentinel or connection.epoch == self.topology.epoch:
@@ -557,11 +646,12 @@ class SyncTransport(TransportState):
         return connection
 
     def _checkin(self, connection: Connection) -> None:
+        node = connection.node
         with self._lock:
             self._busy.discard(connection)
-            current = connection.node.sentinel or connection.epoch == self.topology.epoch
-            if current and not self._closed:
-                self._idle.setdefault(connection.node, []).append(connection)
+            if (node.sentinel or connection.epoch == self.topology.epoch) and not self._closed:
+                lane = self._lane
+                (lane[1] if lane[0] is node else self._idle_of(node)).append(connection)
                 return
         connection.close()
 
@@ -574,14 +664,11 @@ class SyncTransport(TransportState):
         """The primary changed (or is gone): drop connections to the old one, wake pauses."""
         primary = self.topology.primary
         with self._lock:
-            stale = [
-                connection
-                for node, idle in self._idle.items()
-                if not node.sentinel
-                for connection in idle
-            ]
-            for node in [node for node in self._idle if not node.sentinel]:
-                del self._idle[node]
+            stale: list[Connection] = []
+            for node, idle in self._idle.items():
+                if not node.sentinel:
+                    stale += idle
+                    idle.clear()  # in place: the lists live on (see __init__)
             # Calls in flight to a former primary fail now and go to the new one; while
             # a failover is under way, also those to the primary being replaced.
             moved = (
@@ -614,7 +701,8 @@ class SyncTransport(TransportState):
         with self._lock:
             self._closed = True
             connections = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
+            for idle in self._idle.values():
+                idle.clear()
             busy = list(self._busy)
         for connection in connections:
             connection.close()
@@ -761,13 +849,18 @@ class _SyncHub:
         self.thread: threading.Thread | None = None
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
+        self.woken = False
         self.closed = False
-        weakref.finalize(self, self.wake_r.close)
-        weakref.finalize(self, self.wake_w.close)
+        # Not at exit: the thread may still be selecting on them (the process closes them)
+        weakref.finalize(self, self.wake_r.close).atexit = False
+        weakref.finalize(self, self.wake_w.close).atexit = False
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
+        self.woken = True  # before the byte: the thread drains it (see _run)
+        try:  # not contextlib.suppress: three calls more on a woken wait's way back
             self.wake_w.send(b"x")
+        except OSError:  # closed: nobody to wake
+            return
 
     def subscribe(self, keys: Sequence[bytes]) -> SyncSubscription:
         channels = channels_of(keys)
@@ -778,7 +871,7 @@ class _SyncHub:
             new = self.state.add(subscription, channels)
             ready = subscription not in self.state.waiting
             if new:
-                self.outgoing.append(pack([("SUBSCRIBE", *new)]))
+                self.outgoing.append(pack([(b"SUBSCRIBE", *new)]))
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, name="telstate pub/sub hub", daemon=True
@@ -803,12 +896,14 @@ class _SyncHub:
         return subscription
 
     def remove(self, subscription: SyncSubscription) -> None:
+        # The UNSUBSCRIBE waits for the thread's next turn (a wake-up or, at the latest,
+        # _POLL seconds): a woken wait leaves without a system call, and the messages
+        # meanwhile are dropped (nobody listens).  A subscription made meanwhile goes out
+        # after it, with a wake-up.
         with self.lock:
             gone = self.state.remove(subscription, subscription.channels)
             if gone:
-                self.outgoing.append(pack([("UNSUBSCRIBE", *gone)]))
-        if gone:
-            self.wake()
+                self.outgoing.append(pack([(b"UNSUBSCRIBE", *gone)]))
 
     def close(self) -> None:
         with self.lock:
@@ -860,26 +955,37 @@ class _SyncHub:
                         channels = list(self.state.listeners)
                         if channels:
                             self.outgoing = [pack([("SUBSCRIBE", *channels)])]
-                with self.lock:
-                    payload = b"".join(self.outgoing)
-                    self.outgoing.clear()
-                try:
-                    if payload:
+                if self.outgoing:  # whoever adds to it wakes the thread afterwards
+                    with self.lock:
+                        payload = b"".join(self.outgoing)
+                        self.outgoing.clear()
+                    try:
                         connection.send(payload)
+                    except rules.Failure as exc:
+                        self._lost(connection, exc)
+                        connection = None
+                        continue
+                try:
                     replies = connection.read(_POLL, self.wake_r)
                 except rules.Failure as exc:
-                    logger.warning("pub/sub connection to %s lost: %s", transport.describe(), exc)
-                    connection.close()
+                    self._lost(connection, exc)
                     connection = None
                     continue
-                self._drain_wake()
-                for reply in replies:
+                if self.woken or not replies:  # woken (or timed out): drain the wake-ups
+                    self.woken = False
+                    self._drain_wake()
+                if replies:
                     with self.lock:
-                        items = self.state.on_reply(reply)
-                    _deliver(items)
+                        items = [item for reply in replies for item in self.state.on_reply(reply)]
+                    for subscription, item in items:
+                        subscription.items.put(item)
         finally:
             if connection is not None:
                 connection.close()
+
+    def _lost(self, connection: Connection, exc: rules.Failure) -> None:
+        logger.warning("pub/sub connection to %s lost: %s", self.transport.describe(), exc)
+        connection.close()
 
     def _connect(self) -> Connection:
         transport = self.transport
@@ -903,9 +1009,11 @@ class _SyncHub:
         self._drain_wake()
 
     def _drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             while self.wake_r.recv(4096):
                 pass
+        except OSError:  # nothing (more) to read
+            pass
 
 
 def _deliver(items: list[tuple[SyncSubscription, Item]]) -> None:

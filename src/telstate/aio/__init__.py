@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import _plans as plans
 from .._arrays import SampleArrays
-from .._codec import ENCODING_DEFAULT, decode_value
+from .._codec import ENCODING_DEFAULT, decode_value, encode_value
 from .._drivers import AsyncDriver
 from .._keys import KeyType, display_str, ensure_bytes, ensure_str
 from .._logic import (
@@ -31,7 +31,6 @@ from .._logic import (
     encode_sub_key,
     make_indexed_write,
     make_sample,
-    make_write,
     range_arrays,
     range_result,
     ranges_result,
@@ -39,6 +38,7 @@ from .._logic import (
 from .._plans import IndexedCondition, KeyCondition
 from .._ranges import resolve_range
 from .._save import RDBWriter as _SyncRDBWriter
+from ..backends.base import Write
 from ..rdb._reader import RdbIndex
 from ..rdb._source import RdbSource, read_source
 from .backend import AsyncBackend
@@ -151,10 +151,11 @@ class TelescopeState(TelescopeStateBase[AsyncBackend]):
         if not immutable:  # the hot path: a sample, which never conflicts
             await self._backend.add_mutable(self._write_key(key), *make_sample(value, ts, encoding))
             return
-        write = make_write(self._write_key(key), value, ts, immutable, encoding)
-        stored = await self._backend.write(write)
+        full_key = self._write_key(key)
+        encoded = encode_value(value, encoding)  # what make_write makes of an immutable
+        stored = await self._backend.set_immutable(full_key, encoded)
         if stored is not None:  # the key held a value already
-            check_written(write, value, stored)
+            check_written(Write(KeyType.IMMUTABLE, full_key, encoded), value, stored)
 
     async def set(self, key: str | bytes, value: Any, encoding: bytes = ENCODING_DEFAULT) -> None:
         """Set an immutable: ``add(key, value, immutable=True)``."""

@@ -31,7 +31,7 @@ from .._errors import ImmutableKeyError, TelstateError
 from .._keys import KeyType, wrong_type
 from .._ranges import RangeQuery, pack_timestamp, split_member
 from .._redis.cluster import Each, key_slot, slot_groups
-from .._redis.resp import RawArray
+from .._redis.resp import BULK, RawArray
 from .._redis.rules import is_access_refusal
 from .._redis.session import Command, Script, Targeted, Transaction
 from .._reply import (
@@ -47,10 +47,12 @@ from ..rdb._crc64 import crc64
 from .base import ALL_SAMPLES, Found, KeyStats, Snapshot, Write
 
 if TYPE_CHECKING:
+    from .._redis.session import Scripts
     from ..rdb._reader import RdbIndex
 
 __all__ = [
     "SCRIPTS",
+    "QuickCalls",
     "TYPE_NAMES",
     "is_wrongtype",
     "parse_found",
@@ -207,12 +209,16 @@ def is_wrongtype(error: BaseException) -> bool:
     return "WRONGTYPE" in str(error)
 
 
+# The ``get`` script's type codes (KeyType's values): a lookup is cheaper than KeyType(code)
+_FOUND_TYPES = {key_type.value: key_type for key_type in KeyType}
+
+
 def parse_found(reply: Any) -> Found | None:
     """Reply of the ``get`` script as a :data:`Found`."""
     if not reply:
         return None
     _, code, payload = reply  # the index of the key found: a view read knows it already
-    key_type = KeyType(code)
+    key_type = _FOUND_TYPES[code]
     if key_type is KeyType.IMMUTABLE:
         return key_type, payload, None
     if key_type is KeyType.MUTABLE:
@@ -532,6 +538,58 @@ def _error_or(reply: Any, key: bytes, parse: Any) -> Any:
         return parse(answer(reply, key))
     except TelstateError as exc:
         return exc
+
+
+class QuickCalls:
+    """The hot operations of one key as ready-made payloads, for a driver's quick lane.
+
+    ``get``, ``add_mutable`` and ``set_immutable`` of one key are, on one server, one
+    script call whose plan sends it and finishes with the reply; a driver sends
+    these bytes (exactly what the plan sends first: ``tests/test_redis_plans.py``
+    checks it) without the plan and finishes the same way when the reply is clean
+    (no error), and runs the plan otherwise.  Made from the script prefixes of
+    :meth:`Scripts.prefix`, one ``%`` per call.
+
+    A key that held an immutable is read with a plain ``GET`` instead
+    (:meth:`get_immutable`), which the server answers faster than a script: its
+    answer is what the script's would be (the value, or nil if the key is gone);
+    a key of another type since answers WRONGTYPE, and the plan reads it.
+
+    Parameters
+    ----------
+    scripts
+        The transport's scripts (:data:`SCRIPTS`).
+    """
+
+    __slots__ = ("_add", "_get", "_get_immutable", "_set")
+
+    def __init__(self, scripts: Scripts) -> None:
+        self._get = scripts.prefix("get", 1, 0) + BULK
+        self._get_immutable = b"*2\r\n" + BULK % (3, b"GET") + BULK
+        self._add = scripts.prefix("add_mutable", 1, 1) + BULK + BULK
+        self._set = scripts.prefix("set_immutable", 1, 1) + BULK + BULK
+
+    def get(self, key: bytes) -> bytes:
+        """:func:`get_plan` of ``[key]``; finish with :func:`parse_found`."""
+        return self._get % (len(key), key)
+
+    def get_immutable(self, key: bytes) -> bytes:
+        """``GET key``, for a key that held an immutable; finish with :func:`immutable_found`."""
+        return self._get_immutable % (len(key), key)
+
+    def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> bytes:
+        """:func:`add_mutable_plan`; nothing to finish."""
+        data = member(timestamp, value)
+        return self._add % (len(key), key, len(data), data)
+
+    def set_immutable(self, key: bytes, value: bytes) -> bytes:
+        """:func:`set_immutable_plan`; its result is the reply itself."""
+        return self._set % (len(key), key, len(value), value)
+
+
+def immutable_found(reply: bytes | None) -> Found | None:
+    """What :func:`get_plan` finds, from the reply of :meth:`QuickCalls.get_immutable`."""
+    return None if reply is None else (KeyType.IMMUTABLE, reply, None)
 
 
 def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:
@@ -898,18 +956,30 @@ def restore_plan(batch: Sequence[tuple[bytes, bytes]]) -> Plan[list[bytes]]:
     return [key for (key, _), reply in zip(batch, replies, strict=True) if not restored(reply)]
 
 
+def parse_update(key: bytes, payload: bytes) -> KeyUpdate | Recheck | None:
+    """A notification whose payload says the key's type, as :func:`update_plan` reads it
+    (without a plan: a waiter's wake-up); None if the type must be asked for."""
+    if needs_type(payload):
+        return None
+    try:
+        return parse_message(key, payload, None)
+    except ValueError:
+        return Recheck()
+
+
 def update_plan(
     key: bytes, payload: bytes, types: dict[bytes, KeyType | None]
 ) -> Plan[KeyUpdate | Recheck]:
     """A notification as a :class:`KeyUpdate` (asking for the key's type if the payload
     does not say it; `types` caches the answers), or Recheck if it cannot be read."""
-    key_type = None
-    if needs_type(payload):
-        if key not in types:
-            types[key] = yield from key_type_plan([key])
-        key_type = types[key]
-        if key_type is None:
-            return Recheck()  # deleted since: nothing to learn from this update
+    update = parse_update(key, payload)
+    if update is not None:
+        return update
+    if key not in types:
+        types[key] = yield from key_type_plan([key])
+    key_type = types[key]
+    if key_type is None:
+        return Recheck()  # deleted since: nothing to learn from this update
     try:
         return parse_message(key, payload, key_type)
     except ValueError:

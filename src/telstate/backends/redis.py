@@ -29,7 +29,7 @@ from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.base import TransportState
 from .._redis.errors import RedisConnectionError
-from .._redis.session import Scripts, first_contact
+from .._redis.session import MISS, Scripts, first_contact
 from .._redis.sync import SyncSubscription, SyncTransport
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
@@ -48,6 +48,9 @@ RETRY_WINDOW = 5.0
 # katsdptelstate's own tests do, and so may its users') gets the fake.
 _CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30}
 _SCRIPTS = Scripts(proto.SCRIPTS)
+_QUICK = proto.QuickCalls(_SCRIPTS)
+#: Most keys remembered as immutables (read by GET: see proto.QuickCalls), per backend.
+_IMMUTABLES_KEPT = 1 << 16
 
 
 def describe_server(client: Any) -> str:
@@ -169,6 +172,7 @@ class RedisBackend(RedisBackendCommon, Backend):
             config, foreign = transport_config(client, retry_window, min_replicas)
         self.client = client
         self._transport = SyncTransport(config, _SCRIPTS, foreign)
+        self._immutables: set[bytes] = set()  # keys last seen holding an immutable
         try:
             self._transport.drive(first_contact(self._transport.topology, _SCRIPTS))
         except BaseException:
@@ -298,9 +302,41 @@ class RedisBackend(RedisBackendCommon, Backend):
         except StopIteration as done:
             return done.value
 
+    def _rerun(self, plan: proto.Plan[Any]) -> Any:
+        """Run the plan of a call whose quick try did not answer: its whole plan at once
+        (a first try would meet what the quick one met)."""
+        transport = self._transport
+        replies: Any = None
+        try:
+            while True:
+                batch = plan.send(replies)
+                replies = transport.drive(transport.call(batch.commands, batch.writes))
+        except StopIteration as done:
+            return done.value
+
     # -- reads
 
+    # The hot operations try the transport's quick lane first (see proto.QuickCalls)
+
     def get(self, keys: Sequence[bytes]) -> Found | None:
+        if len(keys) == 1:
+            key = keys[0]
+            immutables = self._immutables
+            if key in immutables:
+                reply = self._transport.quick(_QUICK.get_immutable(key))
+                if reply is not MISS:
+                    return proto.immutable_found(reply)
+                immutables.discard(key)
+            else:
+                reply = self._transport.quick(_QUICK.get(key))
+                if reply is not MISS:
+                    found = proto.parse_found(reply)
+                    if found is not None and found[0] is KeyType.IMMUTABLE:
+                        if len(immutables) >= _IMMUTABLES_KEPT:
+                            immutables.clear()
+                        immutables.add(key)
+                    return found
+            return self._rerun(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
         return self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
@@ -350,10 +386,14 @@ class RedisBackend(RedisBackendCommon, Backend):
     # -- writes
 
     def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
-        return self._run(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
+        reply = self._transport.quick(_QUICK.set_immutable(key, value), True)
+        if reply is not MISS:
+            return reply  # type: ignore[no-any-return]
+        return self._rerun(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
 
     def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
-        self._run(proto.add_mutable_plan(key, value, timestamp))
+        if self._transport.quick(_QUICK.add_mutable(key, value, timestamp), True) is MISS:
+            self._rerun(proto.add_mutable_plan(key, value, timestamp))
 
     def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
         return self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
@@ -399,8 +439,11 @@ class _RedisSubscription(Subscription):
 
     def get(self, timeout: float | None) -> KeyUpdate | Recheck | None:
         item = self._subscription.get(timeout)
-        if item is None or isinstance(item, Recheck):
+        if item is None or type(item) is Recheck:
             return item
+        update = proto.parse_update(item.key, item.payload)
+        if update is not None:
+            return update
         return self._backend._run(proto.update_plan(item.key, item.payload, self._types))  # type: ignore[no-any-return]
 
     def close(self) -> None:
