@@ -438,7 +438,8 @@ def open_socket(config: ServerConfig, node: Node, tls: ssl.SSLContext | None) ->
 
 def _kernel_timeout(sock: socket.socket) -> float:
     """Seconds a receive on `sock` may wait, as set by :func:`open_socket`."""
-    seconds, micro = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    timeval = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.calcsize("ll"))
+    seconds, micro = struct.unpack("ll", timeval)
     return float(seconds + micro / 1e6)
 
 
