@@ -49,10 +49,14 @@ def rows_match(buf: Any, start: int, stride: int, count: int, pattern: bytes) ->
     if not count:
         return True
     if count <= _SMALL:  # one copy of the bytes, one memcmp: less numpy overhead
-        view = np.ndarray((count,), f"V{len(pattern)}", buffer=buf, offset=start, strides=(stride,))
-        return view.tobytes() == pattern * count
+        rows: NDArray[Any] = np.ndarray(
+            (count,), f"V{len(pattern)}", buffer=buf, offset=start, strides=(stride,)
+        )
+        return rows.tobytes() == pattern * count
     for at, dtype, expected in _pieces(pattern):
-        view = np.ndarray((count,), dtype, buffer=buf, offset=start + at, strides=(stride,))
+        view: NDArray[Any] = np.ndarray(
+            (count,), dtype, buffer=buf, offset=start + at, strides=(stride,)
+        )
         if not (view == expected).all():
             return False
     return True

@@ -482,8 +482,8 @@ class SyncTransport(TransportState):
         quick = first_try(self.topology, self.scripts, commands, writes)
         if quick is not None and not self._closed:
             replies = self._try(*quick, len(commands))
-            if replies is not None and first_try_answered(replies):
-                return replies
+            if replies is not MISS and first_try_answered(replies):
+                return replies  # type: ignore[no-any-return]
         return self.drive(self.call(commands, writes))
 
     def quick(self, payload: bytes, writes: bool = False) -> Any:
@@ -494,36 +494,26 @@ class SyncTransport(TransportState):
         node = first_try_node(self.topology, writes)
         if node is None or self._closed:
             return MISS
-        try:
-            connection = self._checkout(node)
-        except rules.Failure as failure:
-            first_try_failed(self.topology, failure)
-            return MISS
-        try:
-            reply = connection.exchange_one(payload)
-        except rules.Failure as failure:
-            self._discard(connection)
-            first_try_failed(self.topology, failure)
-            return MISS
-        except BaseException:
-            self._discard(connection)  # interrupted mid-reply: the stream is unusable
-            raise
-        self._checkin(connection)
-        return reply if quick_answered(reply) else MISS
+        reply = self._try(node, payload, 0)
+        return reply if reply is not MISS and quick_answered(reply) else MISS
 
-    def _try(self, node: Node, payload: bytes, count: int) -> list[Any] | None:
-        """One exchange, or None if it failed (:meth:`run` then runs the whole plan)."""
+    def _try(self, node: Node, payload: bytes, count: int) -> Any:
+        """One exchange of `count` replies (0: one command, its reply alone), or
+        :data:`.session.MISS` if it failed (the caller then runs the whole plan)."""
         try:
             connection = self._checkout(node)
         except rules.Failure as failure:
             first_try_failed(self.topology, failure)
-            return None
+            return MISS
         try:
-            replies = connection.exchange(payload, count)
+            if count:
+                replies = connection.exchange(payload, count)
+            else:
+                replies = connection.exchange_one(payload)
         except rules.Failure as failure:
             self._discard(connection)
             first_try_failed(self.topology, failure)
-            return None
+            return MISS
         except BaseException:
             self._discard(connection)  # interrupted mid-reply: the stream is unusable
             raise
