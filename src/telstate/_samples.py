@@ -67,8 +67,9 @@ class SampleBatch:
 
     `times` and `ends` are numpy arrays (float64, int64) for big batches and
     plain lists for small ones; `data` is bytes, or a uint8 array for big
-    batches (numpy allocates big arrays on huge pages, so copying a big batch
-    out of a store costs one memcpy, not a page fault every 4 KiB).
+    batches (on Linux numpy asks for huge pages for big arrays, so copying a big
+    batch out of a store costs little more than a memcpy, not a page fault every
+    4 KiB as a new bytes object does).
     """
 
     times: _Array | list[float]
