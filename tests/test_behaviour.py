@@ -15,6 +15,7 @@ import concurrent.futures
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -746,21 +747,46 @@ def test_wait_key_woken_by_write(ts: TelescopeState) -> None:
     assert ts["x"] == 5
 
 
+def _once_listening(action: Any) -> tuple[Callable[[], None], threading.Thread]:
+    """A thread that runs `action` once the wait is listening, and the call that says so.
+
+    A wait looks at the key, subscribes, then looks again: the second look at an
+    existing key (the condition's second call) comes after the subscription, so a
+    write made then must reach the condition.  Writing on a timer instead races with
+    the subscription on a busy machine: a write before it is seen only as the latest
+    value, and these tests write values that are not the latest, or several.
+    """
+    listening = threading.Event()
+
+    def run() -> None:
+        if listening.wait(10):
+            action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return listening.set, thread
+
+
 @pytest.mark.live
 def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
     seen: list[tuple[Any, float | None]] = []
-
-    def condition(value: Any, stamp: float | None) -> bool:
-        seen.append((value, stamp))
-        return bool(value == 3)
+    ts.add("s", 0, ts=0.0)
 
     def writes() -> None:
         for i in range(1, 5):
             ts.add("s", i, ts=float(i))
 
-    thread = _later(writes)
+    listening, thread = _once_listening(writes)
+
+    def condition(value: Any, stamp: float | None) -> bool:
+        seen.append((value, stamp))
+        if len(seen) == 2:
+            listening()
+        return bool(value == 3)
+
     ts.wait_key("s", condition, timeout=10)
     thread.join()
+    assert seen[:2] == [(0, 0.0), (0, 0.0)]
     assert (3, 3.0) in seen
     assert (4, 4.0) not in seen[:-1]
 
@@ -769,9 +795,19 @@ def test_wait_key_condition_sees_each_sample(ts: TelescopeState) -> None:
 def test_wait_key_late_sample_satisfies_condition(ts: TelescopeState) -> None:
     ts.add("s", 10, ts=10.0)
     # An older sample arriving late is what the condition sees, not the latest
-    thread = _later(lambda: ts.add("s", 1, ts=1.0))
-    ts.wait_key("s", lambda value, stamp: value == 1 and stamp == 1.0, timeout=10)
+    listening, thread = _once_listening(lambda: ts.add("s", 1, ts=1.0))
+    calls = 0
+
+    def condition(value: Any, stamp: float | None) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            listening()
+        return bool(value == 1 and stamp == 1.0)
+
+    ts.wait_key("s", condition, timeout=10)
     thread.join()
+    assert calls == 3
 
 
 @pytest.mark.live
