@@ -635,11 +635,7 @@ def get_ranges_plan(
     simple = [i for i, keys in enumerate(candidates) if len(keys) == 1 or not cluster]
     results: list[SampleBatch | None] = [None] * len(candidates)
     if simple:
-        reads = [
-            Transaction(range_commands(candidates[i], query), _bulk(candidates[i], query))
-            for i in simple
-        ]
-        replies = yield Batch(reads)
+        replies = yield _range_reads([candidates[i] for i in simple], query)
         answers = _parse_raw([answer(reply) for reply in replies])
         for i, reply in zip(simple, answers, strict=True):
             results[i] = parse_range(candidates[i], query, reply)
@@ -647,6 +643,11 @@ def get_ranges_plan(
         if len(keys) > 1 and cluster:
             results[i] = yield from get_range_plan(keys, query, cluster)
     return results
+
+
+def _range_reads(sensors: Sequence[Sequence[bytes]], query: RangeQuery) -> Batch:
+    """One transaction per sensor (its candidate keys), all sent in one round trip."""
+    return Batch([Transaction(range_commands(keys, query), _bulk(keys, query)) for keys in sensors])
 
 
 def get_ranges_arrays_plan(
@@ -658,11 +659,7 @@ def get_ranges_arrays_plan(
     simple = [i for i, keys in enumerate(candidates) if len(keys) == 1 or not cluster]
     results: list[SampleArrays | None] = [None] * len(candidates)
     if simple:
-        reads = [
-            Transaction(range_commands(candidates[i], query), _bulk(candidates[i], query))
-            for i in simple
-        ]
-        replies = yield Batch(reads)
+        replies = yield _range_reads([candidates[i] for i in simple], query)
         answers = [answer(reply) for reply in replies]
         direct = _raw_arrays_many(answers)
         rest = [j for j, arrays in enumerate(direct) if arrays is None]
