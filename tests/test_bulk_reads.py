@@ -11,6 +11,7 @@ redis-py reads them, and count which reads took the raw path.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import struct
 from collections.abc import Iterator
@@ -22,11 +23,13 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import telstate.aio
 from telstate import DecodeError, ImmutableKeyError, TelescopeState, _logic
 from telstate._arrays import batch_arrays
-from telstate._redis import resp, rules, sync
+from telstate._redis import aio, raw, resp, rules, sync
 from telstate._redis.session import Node
 from telstate._samples import SampleBatch
+from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends import _redis_protocol as proto
 
 from .servers import RedisServer
@@ -133,7 +136,7 @@ def test_members_of_several_lengths(
     _fill(redis_client, "strings", members)
     got = own.get_range("strings", st=0, return_encoded=True)
     # noticed, then walked member by member; or, beyond a few thousand, handed to hiredis
-    assert raw_parses == ([] if len(lengths) > sync._WALK else [len(lengths)])
+    assert raw_parses == ([] if len(lengths) > raw.WALK else [len(lengths)])
     assert got == as_redis_py_reads(redis_client, "strings")
     assert [len(value) - 2 for value, _ in got] == lengths
 
@@ -253,6 +256,54 @@ def test_many_sensors_in_one_exchange(
     assert gaps["f5"].values.tolist() == [float(t * 5) for t in range(15001)]
 
 
+def test_asyncio_reads_raw_too(
+    own: TelescopeState,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    raw_parses: list[int],
+) -> None:
+    """The asyncio driver receives the same reads raw, with the same results."""
+    for i in range(4):
+        _fill(
+            redis_client,
+            f"f{i}",
+            [member(float(t), b"\xff\xcb" + struct.pack(">d", t * i)) for t in range(2000 * i + 1)],
+        )
+    _fill(redis_client, "ints", [member(float(t), b"\xff\x07") for t in range(10)])
+    lengths = [3] * 40 + [5] + [3] * 40
+    _fill(
+        redis_client,
+        "mixed",
+        [member(float(t), b"\xff" + bytes([0xA0 + n]) + b"y" * n) for t, n in enumerate(lengths)],
+    )
+    names = ["f0", "f1", "mixed", "absent", "f2", "ints", "f3"]
+    expected = own.get_ranges(names, st=0, arrays=True)
+    raw_parses.clear()
+
+    async def main() -> None:
+        backend = await AioRedisBackend.from_url(f"unix://{redis_server.socket_path}")
+        async with backend:
+            ts = telstate.aio.TelescopeState(backend)
+            got = await ts.get_ranges(names, st=0, arrays=True)
+            assert sorted(got) == sorted(expected)
+            for name, arrays in expected.items():
+                assert got[name].values.tolist() == arrays.values.tolist(), name
+                assert got[name].timestamps.tolist() == arrays.timestamps.tolist(), name
+            assert sorted(raw_parses) == [1, 10, 81, 2001, 4001, 6001]
+            raw_parses.clear()
+            one = await ts.get_range_arrays("f3", st=0)
+            assert raw_parses == [6001]
+            assert one.values.tolist() == expected["f3"].values.tolist()
+            # Concurrent calls, on shared connections or not: the same results
+            reads = await asyncio.gather(
+                *(ts.get_range("f2", st=0) for _ in range(3)), ts.get("absent", 5)
+            )
+            assert reads[:3] == [[(t * 2.0, float(t)) for t in range(4001)]] * 3
+            assert reads[3] == 5
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------ the receiving loop, with a socket of our own
 
 
@@ -283,13 +334,76 @@ def _receive(stream: bytes, reads: int, sizes: list[int], start: int | None = No
         Node(("127.0.0.1", 1)),
         0,
     )
-    saved = sync._BULK_START
+    saved = raw.BULK_START
     if start is not None:
-        sync._BULK_START = start
+        raw.BULK_START = start
     try:
         return connection._receive_bulk(reads * resp.BULK_READ_REPLIES)
     finally:
-        sync._BULK_START = saved
+        raw.BULK_START = saved
+
+
+class ProtocolFeed(asyncio.Transport):
+    """The transport of an asyncio protocol, handing it `stream` in pieces of `sizes`
+    through ``get_buffer`` / ``buffer_updated`` as the event loop would."""
+
+    def __init__(self, connection: aio.StreamConnection) -> None:
+        super().__init__()
+        self.connection = connection
+        self.closed = False
+        connection.connection_made(self)
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.connection.connection_lost(None)
+
+    close = abort
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def feed(self, stream: bytes, sizes: list[int]) -> None:
+        sizes = list(sizes)
+        at = 0
+        while at < len(stream) and not self.closed:
+            buffer = self.connection.get_buffer(-1)
+            size = min(sizes.pop(0) if sizes else len(buffer), len(buffer), len(stream) - at)
+            buffer[:size] = stream[at : at + size]
+            at += size
+            self.connection.buffer_updated(size)
+
+
+async def _exchanges(
+    stream: bytes, counts: list[tuple[int, bool]], sizes: list[int], start: int | None = None
+) -> list[list[Any]]:
+    """The replies of requests of (count, bulk) sent at once on an asyncio connection,
+    received from `stream` in pieces of `sizes`."""
+    connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 10.0)
+    transport = ProtocolFeed(connection)
+    saved = raw.BULK_START
+    if start is not None:
+        raw.BULK_START = start
+    try:
+        requests = [
+            asyncio.ensure_future(connection.exchange(b"", count, bulk)) for count, bulk in counts
+        ]
+        await asyncio.sleep(0)  # every request sent, in order
+    finally:
+        raw.BULK_START = saved
+    transport.feed(stream, sizes)
+    return list(await asyncio.gather(*requests))
+
+
+def _receive_aio(
+    stream: bytes, reads: int, sizes: list[int], start: int | None = None
+) -> list[Any]:
+    """:func:`_receive` through the asyncio protocol."""
+    count = reads * resp.BULK_READ_REPLIES
+    return asyncio.run(_exchanges(stream, [(count, True)], sizes, start))[0]
 
 
 def _plain(replies: list[Any]) -> list[Any]:
@@ -361,6 +475,27 @@ def test_replies_split_at_every_byte(names: list[str]) -> None:
         assert _plain(_receive(stream, len(names), [cut], start=cut % 90 + 1)) == expected, cut
     assert _plain(_receive(stream, len(names), [1] * len(stream))) == expected
 
+    async def through_the_protocol() -> None:
+        # the asyncio driver, with a request queued behind the reads: the bytes after
+        # them (in the same piece, at most cuts) are its reply
+        count = 4 * len(names)
+        for cut in range(1, len(stream) + 6):
+            start = cut % 90 + 1 if cut % 2 else None
+            got, after = await _exchanges(
+                stream + b"+PONG\r\n", [(count, True), (1, False)], [cut], start
+            )
+            assert _plain(got) == expected, cut
+            assert after == [b"PONG"], cut
+            # reads queued behind reads: hiredis parses the second (its start is not
+            # known to be a reply's when it is sent)
+            first, second = await _exchanges(stream * 2, [(count, True)] * 2, [cut], start)
+            assert _plain(first) == expected == _plain(second), cut
+            assert not any(
+                type(reply) is list and type(reply[1]) is resp.RawArray for reply in second
+            )
+
+    asyncio.run(through_the_protocol())
+
 
 @settings(max_examples=100, deadline=None)
 @given(
@@ -379,6 +514,7 @@ def test_random_reads_and_pieces(
     stream = b"".join(shapes[name] for name in names)
     expected = _hiredis(stream, 4 * len(names))
     assert _plain(_receive(stream, len(names), sizes, start)) == expected
+    assert _plain(_receive_aio(stream, len(names), sizes, start)) == expected
 
 
 def test_bytes_that_are_not_replies_drop_the_connection() -> None:
@@ -388,6 +524,39 @@ def test_bytes_that_are_not_replies_drop_the_connection() -> None:
         _receive(b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n*2\r\n$x\r\n", 1, [])
     with pytest.raises(rules.Dropped, match="closed the connection"):
         _receive(SHAPES["floats"][:-3], 1, [])  # the server went away mid-reply
+
+
+def test_the_asyncio_protocol_drops_bytes_that_are_not_replies() -> None:
+    # After the reads, bytes no request asked for: the reads are answered, and the
+    # connection, which can no longer be trusted, is dropped
+    async def extra_bytes() -> None:
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 10.0)
+        transport = ProtocolFeed(connection)
+        read = asyncio.ensure_future(connection.exchange(b"", 4, bulk=True))
+        await asyncio.sleep(0)
+        transport.feed(SHAPES["floats"] + b"+OK\r\n", [])
+        assert _plain(await read) == _hiredis(SHAPES["floats"], 4)
+        assert transport.closed and not connection.usable
+
+    asyncio.run(extra_bytes())
+    # Not RESP where a read's members array was expected: hiredis says so
+    garbled = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+zset\r\n*2\r\n$x\r\n"
+    with pytest.raises(rules.Dropped, match="Redis protocol"):
+        _receive_aio(garbled, 1, [])
+
+    async def lost_mid_reply() -> None:
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 10.0)
+        transport = ProtocolFeed(connection)
+        read = asyncio.ensure_future(connection.exchange(b"", 4, bulk=True))
+        await asyncio.sleep(0)
+        transport.feed(SHAPES["floats"][:-3], [])
+        assert not read.done() and connection.receiver is not None
+        transport.abort()  # the server went away
+        with pytest.raises(rules.Dropped, match="lost"):
+            await read
+        assert connection.receiver is None
+
+    asyncio.run(lost_mid_reply())
 
 
 def test_a_corrupt_array_header_is_our_error() -> None:

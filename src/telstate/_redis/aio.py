@@ -4,11 +4,13 @@ It runs the plans of :mod:`.session` in the event loop, the same plans the
 blocking driver (:mod:`.sync`) runs:
 
 * **connections** are asyncio protocols whose replies hiredis parses as they
-  arrive; requests are *pipelined*: many tasks share a connection, each request's
-  replies are matched to it in order, and a cancelled request's replies are read
-  and dropped so the stream stays aligned.  A few connections per server (opened
-  when all are busy) keep one big reply from holding up every call.  Clients that
-  telstate cannot reproduce (fakeredis) are driven through their own connections;
+  arrive (sensor reads sent on an idle connection are received raw by :mod:`.raw`,
+  as in the blocking driver); requests are *pipelined*: many tasks share a
+  connection, each request's replies are matched to it in order, and a cancelled
+  request's replies are read and dropped so the stream stays aligned.  A few
+  connections per server (opened when all are busy) keep one big reply from holding
+  up every call.  Clients that telstate cannot reproduce (fakeredis) are driven
+  through their own connections;
 * **pauses** end early when the primary changes;
 * **the pub/sub hub**: one task and one connection for every waiter;
 * **the sentinel watch**: a task listening to ``+switch-master``.
@@ -40,6 +42,7 @@ from .hub import (
     channels_of,
     sentinel_event,
 )
+from .raw import Received, Receiver, receive_reads
 from .resp import ProtocolError, Reader, pack
 from .session import (
     Command,
@@ -63,6 +66,8 @@ _T = TypeVar("_T")
 
 #: Connections per server; more are opened only while all of them are busy.
 MAX_CONNECTIONS = 8
+#: Bytes a connection receives at a time (outside bulk reads), as asyncio's own protocols.
+_READ_SIZE = 1 << 18
 _POLL = 1.0
 SUBSCRIBE_TIMEOUT = 10.0
 
@@ -77,11 +82,13 @@ class _Request:
     replies: list[Any] = field(default_factory=list)
 
 
-class StreamConnection(asyncio.Protocol):
+class StreamConnection(asyncio.BufferedProtocol):
     """A connection whose requests are pipelined and matched to replies in order.
 
     With `on_push`, every reply goes to that callback instead (pub/sub), and a lost
-    connection calls it with the failure.
+    connection calls it with the failure.  Bytes arrive in a buffer of the protocol's
+    own; while a bulk request that was sent on an idle connection is receiving, they
+    arrive where its receiver (:func:`.raw.receive_reads`) says instead.
     """
 
     multiplexed = True
@@ -98,34 +105,57 @@ class StreamConnection(asyncio.Protocol):
         self.timeout = timeout
         self.on_push = on_push
         self.reader = Reader()
+        self.buffer = bytearray(_READ_SIZE)
         self.pending: deque[_Request] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: rules.Failure | None = None
         self.garbled: Exception | None = None  # what the reader said of bytes that are not RESP
         self.last_data = 0.0
+        # A memoryview, not the bytearray: asyncio's TLS reader (Python 3.11) slices
+        # what get_buffer returns to fill the rest, and a bytearray's slice is a copy.
+        self.view = memoryview(self.buffer)
+        self.receiver: Receiver | None = None  # a bulk request's, while it receives
+        self.receiving = self.view  # where its next bytes go
 
     # protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view if self.receiver is None else self.receiving
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_data = asyncio.get_running_loop().time()
-        reader = self.reader
-        reader.feed(data)
+        if self.receiver is None:
+            self.reader.feed(self.buffer, 0, nbytes)
+        else:
+            try:
+                self.receiving = self.receiver.send(nbytes)
+                return
+            except StopIteration as done:
+                received: Received = done.value
+            self.receiver = None
+            self._add(received.replies)
+            self.reader.feed(received.rest)
         while (reply := self._gets()) is not False:
             if self.on_push is not None:
                 self.on_push(reply)
-                continue
-            if not self.pending:  # never asked for: the stream cannot be trusted
-                self.abort()
+            elif not self._add([reply]):
                 return
-            request = self.pending[0]
-            request.replies.append(reply)
-            if len(request.replies) == request.count:
-                self.pending.popleft()
-                if not request.future.done():
-                    request.future.set_result(request.replies)
+
+    def _add(self, replies: list[Any]) -> bool:
+        """Give `replies` to the oldest request (False: none was waiting for them)."""
+        if not self.pending:  # never asked for: the stream cannot be trusted
+            self.abort()
+            return False
+        request = self.pending[0]
+        request.replies += replies
+        if len(request.replies) == request.count:
+            self.pending.popleft()
+            if not request.future.done():
+                request.future.set_result(request.replies)
+        return True
 
     def _gets(self) -> Any:
         """The next parsed reply, or False; bytes that are not RESP end the connection."""
@@ -140,6 +170,7 @@ class StreamConnection(asyncio.Protocol):
         if exc is None and self.garbled is not None:
             exc = Exception(f"it does not speak the Redis protocol: {self.garbled}")
         self.lost = rules.Dropped(f"connection to {self.node} lost" + (f": {exc}" if exc else ""))
+        self.receiver = None
         while self.pending:
             request = self.pending.popleft()
             if not request.future.done():
@@ -165,12 +196,20 @@ class StreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(payload)
 
-    async def exchange(self, payload: bytes, count: int) -> list[Any]:
-        """Send `payload` and wait for its `count` replies."""
+    async def exchange(self, payload: bytes, count: int, bulk: bool = False) -> list[Any]:
+        """Send `payload` and wait for its `count` replies.
+
+        With `bulk` (sensor reads: see ``resp.bulk_read_prefix``) on an idle
+        connection, the members arrays of successful reads come back raw, as
+        ``RawArray``; behind other requests, hiredis parses them.
+        """
         if self.lost is not None:
             raise self.lost
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
+        if bulk and not self.pending and self.on_push is None:
+            self.receiver = receive_reads(count)
+            self.receiving = next(self.receiver)
         self.pending.append(_Request(count, future))
         self.send(payload)
         self.last_data = max(self.last_data, loop.time())
@@ -228,7 +267,7 @@ class ClientConnection:
     def usable(self) -> bool:
         return self.lost is None
 
-    async def exchange(self, payload: bytes, count: int) -> list[Any]:
+    async def exchange(self, payload: bytes, count: int, bulk: bool = False) -> list[Any]:
         self.busy += 1
         try:
             async with self.lock:
@@ -408,7 +447,7 @@ class AsyncTransport(TransportState):
         if self._closed:
             raise self.closed_error()
         connection = await self._connection(effect.node)
-        return await connection.exchange(effect.payload, effect.count)
+        return await connection.exchange(effect.payload, effect.count, effect.bulk)
 
     async def _exchange_or_failure(self, effect: Exchange) -> list[Any] | rules.Failure:
         try:

@@ -3,10 +3,11 @@
 It runs the plans of :mod:`.session` with blocking I/O and owns what only a driver
 can own:
 
-* **connections**: sockets (TCP, Unix, TLS) read by a hiredis reader; a stack of
-  idle connections per server serves any number of threads, one exchange per
-  connection at a time.  Clients that telstate cannot reproduce (fakeredis, custom
-  connection classes) are driven through their own redis-py connections instead;
+* **connections**: sockets (TCP, Unix, TLS) read by a hiredis reader (sensor reads
+  received raw by :mod:`.raw`); a stack of idle connections per server serves any
+  number of threads, one exchange per connection at a time.  Clients that telstate
+  cannot reproduce (fakeredis, custom connection classes) are driven through their
+  own redis-py connections instead;
 * **pauses** that end early when the primary changes;
 * **the pub/sub hub**: one thread and one connection serve every waiter of the
   transport (see :mod:`.hub`); it runs while anyone waits;
@@ -35,11 +36,9 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import numpy as np
 import redis
 
 from .. import _deadline
-from .._reply import Regular
 from . import rules
 from .base import Reconnection, TransportState, subscribed
 from .config import Address, ServerConfig
@@ -53,18 +52,8 @@ from .hub import (
     channels_of,
     sentinel_event,
 )
-from .resp import (
-    BULK_READ_REPLIES,
-    BulkLayout,
-    ProtocolError,
-    RawArray,
-    Reader,
-    bulk_layout,
-    bulk_read_prefix,
-    members_regular,
-    members_walk,
-    pack,
-)
+from .raw import Received, receive_reads
+from .resp import ProtocolError, Reader, pack
 from .session import (
     MISS,
     Command,
@@ -90,13 +79,6 @@ logger = logging.getLogger("telstate.redis")
 _T = TypeVar("_T")
 
 _READ_SIZE = 1 << 20
-#: First buffer of a bulk read (grown as its members arrays need).
-_BULK_START = 1 << 18
-#: Members of several lengths up to which an array is received raw (walked member by
-#: member); hiredis reads bigger ones.
-_WALK = 10_000
-#: Bytes that hold a read's replies up to its first member's header.
-_LAYOUT_BYTES = len(bulk_read_prefix(BULK_READ_REPLIES)) + 32
 #: Seconds a blocked reader (hub, sentinel watch) waits before looking around.
 _POLL = 1.0
 #: Seconds between attempts to reach a sentinel that is not listened to.
@@ -106,16 +88,6 @@ SUBSCRIBE_TIMEOUT = 10.0
 
 
 # ------------------------------------------------------------------------ connections
-
-
-def _moved(
-    buffer: np.ndarray[Any, Any], pos: int, received: int, room: int
-) -> tuple[np.ndarray[Any, Any], memoryview, int, int]:
-    """A new buffer of at least `room` bytes holding what arrived from `pos` on."""
-    kept = received - pos
-    bigger = np.empty(max(room, kept), np.uint8)
-    bigger[:kept] = buffer[pos:received]
-    return bigger, bigger.data, 0, kept
 
 
 class SocketConnection:
@@ -168,88 +140,21 @@ class SocketConnection:
         return rules.Dropped(f"connection to {self.node} lost: {exc}")
 
     def _receive_bulk(self, count: int) -> list[Any]:
-        """The replies of ``count // 4`` sensor-read transactions, members arrays raw.
-
-        The replies are received into numpy buffers (uninitialised, so the kernel
-        writes each byte once and nothing is zeroed or copied after); a buffer is
-        replaced by a bigger one when a members array does not fit, which copies only
-        what arrived of that array.  Each read's members array is a view of its buffer.
-        """
-        replies: list[Any] = []
-        prefix = bulk_read_prefix(BULK_READ_REPLIES)
-        reads = count // BULK_READ_REPLIES
-        buffer = np.empty(_BULK_START, np.uint8)
-        view = buffer.data
-        pos = received = 0  # where this read's replies start; what has arrived
-        for index in range(reads):
-            while (
-                layout := bulk_layout(bytes(view[pos:received][:_LAYOUT_BYTES]), prefix)
-            ) is None:
-                if received == len(buffer):
-                    room = max(_BULK_START, received - pos + _LAYOUT_BYTES)
-                    buffer, view, pos, received = _moved(buffer, pos, received, room)
-                received += self._recv_into(view[received:])
-            if layout is False:  # not the shape of a plain read: hiredis parses the rest
-                return replies + self._hand_over(view[pos:received], count - len(replies))
-            assert isinstance(layout, BulkLayout)
-            if layout.missing:
-                replies += [b"OK", b"QUEUED", b"QUEUED", [b"none", []]]
-                pos += layout.end
-                continue
-            if pos + layout.end > len(buffer):
-                # the rest of this read, and room for the next ones if any
-                room = layout.end if index == reads - 1 else max(layout.end, 2 * len(buffer))
-                buffer, view, pos, received = _moved(buffer, pos, received, room)
-            octets = buffer[pos:]
-            checked = members_regular(octets, layout, layout.first, received - pos)
-            while checked is not None and received < pos + layout.end:
-                received += self._recv_into(view[received:])
-                checked = members_regular(octets, layout, checked, received - pos)
-            if checked is not None:
-                end = layout.end
-                regular: Regular | None = layout.regular()
-            else:  # members of several lengths: their end is found member by member
-                regular = None
-                walked = (
-                    self._walk(buffer, pos, received, layout) if layout.members <= _WALK else None
-                )
-                if walked is None:
-                    return replies + self._hand_over(view[pos:received], count - len(replies))
-                buffer, pos, received, end = walked
-                view = buffer.data
-            members = view[pos + layout.start : pos + end]
-            # What hiredis would have returned, with the members array left as bytes
-            replies += [b"OK", b"QUEUED", b"QUEUED", [b"zset", RawArray(members, regular)]]
-            pos += end
-        if received > pos:  # bytes after the replies: not plain reads after all
+        """The replies of ``count // 4`` sensor-read transactions, members arrays raw
+        where they can be (:func:`.raw.receive_reads`)."""
+        receiver = receive_reads(count)
+        try:
+            view = next(receiver)
+            while True:
+                view = receiver.send(self._recv_into(view))
+        except StopIteration as done:
+            received: Received = done.value
+        if received.left:
+            self.reader.feed(received.rest)
+            return received.replies + self.receive(received.left)
+        if received.rest:  # bytes after the replies: not plain reads after all
             raise rules.Dropped(f"{self.node} sent more than the replies of a read")
-        return replies
-
-    def _walk(
-        self, buffer: np.ndarray[Any, Any], pos: int, received: int, layout: BulkLayout
-    ) -> tuple[np.ndarray[Any, Any], int, int, int] | None:
-        """Receive a members array of several lengths whole: the buffer holding it, its
-        read's offset and what has arrived there, and where the array ends (from the
-        read's offset); None if it is not an array of bulk strings after all."""
-        at, left = pos + layout.first, layout.members
-        while True:
-            walked = members_walk(buffer.data, at, left, received)
-            if walked is None:
-                return None
-            at, left = walked
-            if not left:
-                return buffer, pos, received, at - pos
-            if received == len(buffer):
-                room = max(_BULK_START, 2 * (received - pos))
-                at -= pos
-                buffer, _, pos, received = _moved(buffer, pos, received, room)
-                at += pos
-            received += self._recv_into(buffer.data[received:])
-
-    def _hand_over(self, data: bytes | bytearray | memoryview, count: int) -> list[Any]:
-        """Replies received raw that are parsed as usual after all."""
-        self.reader.feed(bytes(data))
-        return self.receive(count)
+        return received.replies
 
     def _recv_into(self, view: memoryview) -> int:
         try:
