@@ -8,6 +8,7 @@ that kill or restart a server make their own RedisServer; give it
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -50,6 +51,26 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+#: Environment variable naming the server the fixtures start (a valkey-server, say);
+#: redis-server on PATH by default.
+SERVER_VARIABLE = "TELSTATE_REDIS_SERVER"
+
+
+def server_executable() -> str:
+    """The redis-server (or compatible server) the fixtures start."""
+    named = os.environ.get(SERVER_VARIABLE)
+    exe = shutil.which(named or "redis-server")
+    if exe is None:
+        if named:
+            pytest.fail(f"{SERVER_VARIABLE}={named!r} is not an executable", pytrace=False)
+        pytest.fail(
+            "redis-server is not on PATH: install it (apt-get install redis-server); "
+            "bash .ci/run does so",
+            pytrace=False,
+        )
+    return exe
+
+
 class _Process:
     """A redis-server child process in its own temporary directory: start, PING, stop."""
 
@@ -60,14 +81,7 @@ class _Process:
 
     @staticmethod
     def _executable() -> str:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail(
-                "redis-server is not on PATH: install it (apt-get install redis-server); "
-                "bash .ci/run does so",
-                pytrace=False,
-            )
-        return exe
+        return server_executable()
 
     def client(self, **kwargs: Any) -> redis.Redis:
         raise NotImplementedError

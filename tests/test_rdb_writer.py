@@ -32,7 +32,7 @@ from telstate.rdb._writer import (
     string_record,
 )
 
-from .servers import RedisServer
+from .servers import RedisServer, server_executable
 
 # --------------------------------------------------------------------------- helpers
 
@@ -472,10 +472,9 @@ def rdb_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _redis_server_version() -> tuple[int, ...]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server)")
-    output = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    output = subprocess.run(
+        [server_executable(), "--version"], capture_output=True, text=True, check=True
+    )
     match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", output.stdout)
     assert match is not None, output.stdout
     return tuple(int(part) for part in match.groups())
