@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis.exceptions as rex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telstate._redis import rules
 from telstate._redis.resp import Reader, ReplyError, error_code, first_error, pack, words
@@ -72,6 +74,34 @@ def test_pack_round_trips_through_hiredis() -> None:
     reader.feed(pack([("EVALSHA", "ab", 2, b"k\r\n1", b"", 0.25)]))
     assert reader.gets() == [b"EVALSHA", b"ab", b"2", b"k\r\n1", b"", b"0.25"]
     assert reader.gets() is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=300),  # past the ready-made headers too
+                st.text(max_size=20),
+                st.integers(),
+                st.floats(allow_nan=False, allow_infinity=False),
+            ),
+            min_size=1,
+            max_size=300,
+        ),
+        max_size=4,
+    )
+)
+def test_pack_any_words(commands: list[list[object]]) -> None:
+    reader = Reader()
+    reader.feed(pack(commands))
+    for command in commands:
+        assert reader.gets() == list(words(*command))
+    assert reader.gets() is False
+    # packed again (names now looked up): the same bytes
+    assert pack(commands) == b"".join(pack([command]) for command in commands)
+    with pytest.raises(TypeError):
+        pack([("SET", b"k", True)])
 
 
 def test_reader_keeps_errors_in_place() -> None:

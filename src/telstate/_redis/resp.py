@@ -72,12 +72,37 @@ BULK = b"$%d\r\n%b\r\n"
 def pack(commands: Iterable[Sequence[Any]]) -> bytes:
     """RESP encoding of `commands`, ready to be written in one go."""
     parts: list[bytes] = []
+    append = parts.append
     for command in commands:
-        parts.append(b"*%d\r\n" % len(command))
+        count = len(command)
+        append(_COUNTS[count] if count < _HEADERS else b"*%d\r\n" % count)
         for item in command:
-            data = item if type(item) is bytes else _word(item)
-            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+            if type(item) is bytes:
+                size = len(item)
+                append(_SIZES[size] if size < _HEADERS else b"$%d\r\n" % size)
+                append(item)
+                append(b"\r\n")
+            else:  # a command name (packed once, then looked up) or a number
+                packed = _NAMES.get(item) if type(item) is str else None
+                append(packed if packed is not None else _packed_word(item))
     return b"".join(parts)
+
+
+#: Headers ready-made for the usual counts and sizes (of keys, members, values).
+_HEADERS = 256
+_COUNTS = [b"*%d\r\n" % n for n in range(_HEADERS)]
+_SIZES = [b"$%d\r\n" % n for n in range(_HEADERS)]
+#: Words given as str (command names, mostly), packed; at most _MAX_NAMES are kept.
+_NAMES: dict[str, bytes] = {}
+_MAX_NAMES = 1024
+
+
+def _packed_word(item: Any) -> bytes:
+    data = _word(item)
+    packed = BULK % (len(data), data)
+    if type(item) is str and len(_NAMES) < _MAX_NAMES:
+        _NAMES[item] = packed
+    return packed
 
 
 def Reader() -> Any:
