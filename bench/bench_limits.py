@@ -114,25 +114,19 @@ def redis_benchmark(port: int, n: int, *command: str) -> float:
 
 
 def single_calls(server: RedisServer, n: int, repeat: int) -> None:
+    """Rates of single calls beside redis-benchmark's.  The machine's speed drifts, so each
+    round measures everything back to back, and ratios are taken within a round (the
+    table gives the medians of the rates and of the per-round ratios)."""
     print("single calls (ops/s, one client, loopback TCP)")
     admin = server.client()
     admin.flushall()
-    assert server.port is not None
+    port = server.port
+    assert port is not None
     admin.set("bench_key", b"\xff\xcb" + struct.pack(">d", 1.5))
     sha = admin.script_load("return redis.call('GET', KEYS[1])")
-    limit_get = median_of(repeat, lambda: redis_benchmark(server.port, n, "GET", "bench_key"))
-    limit_eval = median_of(
-        repeat, lambda: redis_benchmark(server.port, n, "EVALSHA", sha, "1", "bench_key")
-    )
     # The server's own work for a sample: telstate's add script (ZADD, PUBLISH), run by
     # redis-benchmark with a new member each time (katsdptelstate's script does the same).
     add_sha = admin.script_load(SCRIPTS["add_mutable"])
-    limit_add = median_of(
-        repeat,
-        lambda: redis_benchmark(
-            server.port, n, "EVALSHA", add_sha, "1", "bench_add", "__rand_int____rand_int__"
-        ),
-    )
 
     def rate(make: Callable[[], Any], op: Callable[[Any, int], Any]) -> float:
         ts = make()
@@ -151,24 +145,43 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
     for make in (tel, kat):
         ts = make()
         ts["attr"] = 1.5
-    get_t = median_of(repeat, lambda: rate(tel, lambda ts, i: ts["attr"]))
-    get_k = median_of(repeat, lambda: rate(kat, lambda ts, i: ts["attr"]))
-    add_t = median_of(repeat, lambda: rate(tel, lambda ts, i: ts.add("s", 1.0, ts=float(i))))
-    add_k = median_of(repeat, lambda: rate(kat, lambda ts, i: ts.add("s", 1.0, ts=float(i))))
+    rounds: list[dict[str, float]] = []
+    for _ in range(repeat):
+        rounds.append(
+            {
+                "limit_get": redis_benchmark(port, n, "GET", "bench_key"),
+                "get_t": rate(tel, lambda ts, i: ts["attr"]),
+                "get_k": rate(kat, lambda ts, i: ts["attr"]),
+                "limit_eval": redis_benchmark(port, n, "EVALSHA", sha, "1", "bench_key"),
+                "limit_add": redis_benchmark(
+                    port, n, "EVALSHA", add_sha, "1", "bench_add", "__rand_int____rand_int__"
+                ),
+                "add_t": rate(tel, lambda ts, i: ts.add("s", 1.0, ts=float(i))),
+                "add_k": rate(kat, lambda ts, i: ts.add("s", 1.0, ts=float(i))),
+            }
+        )
+
+    def med(name: str) -> float:
+        return statistics.median(r[name] for r in rounds)
+
+    def ratio(top: str, bottom: str) -> float:
+        return statistics.median(r[top] / r[bottom] for r in rounds)
+
     row(
         "attribute get",
-        f"{get_t / 1e3:.1f} k/s",
-        f"redis-benchmark GET {limit_get / 1e3:.1f} k/s; katsdptelstate {get_k / 1e3:.1f} k/s",
-        f"{get_t / limit_get:.2f}x limit ({get_k / limit_get:.2f}x)",
+        f"{med('get_t') / 1e3:.1f} k/s",
+        f"redis-benchmark GET {med('limit_get') / 1e3:.1f} k/s; "
+        f"katsdptelstate {med('get_k') / 1e3:.1f} k/s",
+        f"{ratio('get_t', 'limit_get'):.2f}x limit ({ratio('get_k', 'limit_get'):.2f}x)",
         ">= 0.8x GET",
     )
     row(
         "sensor add",
-        f"{add_t / 1e3:.1f} k/s",
-        f"redis-benchmark EVALSHA {limit_eval / 1e3:.1f} k/s, of the add script itself "
-        f"{limit_add / 1e3:.1f} k/s; katsdptelstate {add_k / 1e3:.1f} k/s",
-        f"{add_t / limit_eval:.2f}x limit ({add_k / limit_eval:.2f}x); "
-        f"{add_t / limit_add:.2f}x the add script's",
+        f"{med('add_t') / 1e3:.1f} k/s",
+        f"redis-benchmark EVALSHA {med('limit_eval') / 1e3:.1f} k/s, of the add script "
+        f"itself {med('limit_add') / 1e3:.1f} k/s; katsdptelstate {med('add_k') / 1e3:.1f} k/s",
+        f"{ratio('add_t', 'limit_eval'):.2f}x limit ({ratio('add_k', 'limit_eval'):.2f}x); "
+        f"{ratio('add_t', 'limit_add'):.2f}x the add script's",
         ">= 0.8x EVALSHA",
     )
     admin.flushall()
