@@ -451,6 +451,8 @@ SHAPES = {
     ),
     "strings": _read(b"zset", _array([member(1.0, b"\xff\xa1a"), member(2.0, b"\xff\xa2bb")])),
     "false headers": _read(b"zset", _array([member(float(t), b"$18\r\n\r\n") for t in range(4)])),
+    # lengths change, then not a bulk string at all: noticed while walking, hiredis reads it
+    "not bulk": _read(b"zset", b"*3\r\n$3\r\nabc\r\n$4\r\nabcd\r\n:5\r\n"),
     "aborted": b"+OK\r\n-ERR unknown command\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
 }
 
@@ -463,6 +465,7 @@ SHAPES = {
         ["floats", "missing", "floats"],
         ["one", "wrong type", "empty"],
         ["floats", "strings", "floats"],
+        ["strings", "not bulk", "floats"],
         ["empty", "aborted", "one"],
     ],
     ids="+".join,

@@ -107,12 +107,11 @@ def receive_reads(count: int, start: int | None = None) -> Receiver:
             end = layout.end
             regular = layout.regular()
         elif layout.members <= WALK:  # members of several lengths: found one by one
-            walked = yield from _walk(buffer, pos, received, layout)
+            buffer, pos, received, walked = yield from _walk(buffer, pos, received, layout)
+            view = buffer.data
             if walked is None:  # not an array of bulk strings after all
                 return Received(replies, bytes(view[pos:received]), count - len(replies))
-            buffer, pos, received, end = walked
-            view = buffer.data
-            regular = None
+            end, regular = walked, None
         else:
             return Received(replies, bytes(view[pos:received]), count - len(replies))
         members = view[pos + layout.start : pos + end]
@@ -123,15 +122,15 @@ def receive_reads(count: int, start: int | None = None) -> Receiver:
 
 def _walk(
     buffer: _Buffer, pos: int, received: int, layout: BulkLayout
-) -> Generator[memoryview, int, tuple[_Buffer, int, int, int] | None]:
-    """Receive a members array of several lengths whole: the buffer holding it, its
-    read's offset and what has arrived there, and where the array ends (from the
-    read's offset); None if it is not an array of bulk strings after all."""
+) -> Generator[memoryview, int, tuple[_Buffer, int, int, int | None]]:
+    """Receive a members array of several lengths whole: the buffer holding it now, its
+    read's offset there and what has arrived, and where the array ends (from the read's
+    offset), None if it is not an array of bulk strings after all."""
     at, left = pos + layout.first, layout.members
     while True:
         walked = members_walk(buffer.data, at, left, received)
         if walked is None:
-            return None
+            return buffer, pos, received, None
         at, left = walked
         if not left:
             return buffer, pos, received, at - pos
