@@ -27,6 +27,30 @@ import redis
 DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
+def _text(fields: dict[Any, Any], name: str) -> str:
+    """A field of a reply redis-py parsed into a dict (keys and values str or bytes)."""
+    value = fields[name] if name in fields else fields[name.encode()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cluster_links(client: redis.Redis) -> set[tuple[str, str]]:
+    """(direction, node id) of each cluster bus link of a node (CLUSTER LINKS)."""
+    found = set()
+    for link in client.execute_command("CLUSTER", "LINKS"):
+        fields = link if isinstance(link, dict) else dict(zip(link[::2], link[1::2], strict=True))
+        found.add((_text(fields, "direction"), _text(fields, "node")))
+    return found
+
+
+def server_product(client: redis.Redis) -> tuple[str, str]:
+    """The product and version of the server behind `client`, as telstate names them:
+    ("Valkey", "8.0.1") or ("Redis", "7.0.15") (Valkey also reports a redis_version)."""
+    info = client.info("server")
+    if "valkey_version" in info:
+        return "Valkey", str(info["valkey_version"])
+    return "Redis", str(info["redis_version"])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -474,6 +498,55 @@ class ClusterDeployment:
                 client.close()
         raise RuntimeError("no node answers")
 
+    def move_slots(self, slots: list[int], target: RedisServer) -> None:
+        """Move `slots` to the primary `target`, one at a time and keys included, as
+        ``redis-cli --cluster reshard`` does (IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE):
+        clients meet ASK while a slot moves and MOVED after."""
+        primaries = self.primaries()
+        clients = {node.port: node.client(socket_timeout=30) for node in primaries}
+        try:
+            ids = {
+                port: client.execute_command("CLUSTER", "MYID").decode()
+                for port, client in clients.items()
+            }
+            to = clients[target.port]
+            for slot in slots:
+                source = self.node_of_slot(slot)
+                if source.port == target.port:
+                    continue
+                origin = clients[source.port]
+                to.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+                origin.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+                for _ in range(100_000):  # bounded: the writers add keys to no slot of ours
+                    keys = origin.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+                    if not keys:
+                        break
+                    origin.execute_command(
+                        "MIGRATE", "127.0.0.1", target.port, "", 0, 20_000, "KEYS", *keys
+                    )
+                # the target first, then the source, then the others (the documented order)
+                others = [port for port in clients if port not in (target.port, source.port)]
+                for port in [target.port, source.port, *others]:
+                    owner = ids[target.port]
+                    clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def node_of_slot(self, slot: int) -> RedisServer:
+        """The primary holding `slot`."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            client = node.client()
+            try:
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        return self.node_at(int(primary[1]))
+            finally:
+                client.close()
+        raise RuntimeError(f"no running node serves slot {slot}")
+
     def node_of(self, key: bytes | str) -> RedisServer:
         """The primary holding `key`."""
         for node in self.nodes:
@@ -490,23 +563,36 @@ class ClusterDeployment:
         raise RuntimeError("no node answers")
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every running node says the cluster is ok and agrees on the slots."""
+        """Until every running node says the cluster is ok and agrees on the slots, and
+        has its bus links to and from every other running node (a PUBLISH travels over
+        them: one sent before they are all up may reach no subscriber on some node,
+        seen on fresh Valkey 8 clusters)."""
         deadline = time.monotonic() + timeout
         while True:
+            running = [node for node in self.nodes if node.running]
             states = []
-            for node in self.nodes:
-                if not node.running:
-                    continue
+            ids: dict[int, str] = {}
+            links: dict[int, set[tuple[str, str]]] = {}
+            for node in running:
                 client = node.client()
                 try:
                     info = client.execute_command("CLUSTER", "INFO").decode()
                     states.append("cluster_state:ok" in info and "cluster_slots_ok:16384" in info)
+                    ids[node.port] = client.execute_command("CLUSTER", "MYID").decode()
+                    links[node.port] = _cluster_links(client)
                 except redis.RedisError:
                     states.append(False)
                 finally:
                     client.close()
-            if states and all(states):
-                return
+            if states and all(states) and len(ids) == len(running):
+                linked = all(
+                    {("to", ids[other.port]), ("from", ids[other.port])} <= links[node.port]
+                    for node in running
+                    for other in running
+                    if other is not node
+                )
+                if linked:
+                    return
             assert time.monotonic() < deadline, "the cluster did not settle"
             time.sleep(0.05)
 

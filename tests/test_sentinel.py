@@ -44,7 +44,7 @@ from telstate import TelescopeState
 from telstate.aio.redis import RedisBackend as AioRedisBackend
 from telstate.backends.redis import RedisBackend
 
-from .servers import RedisServer, SentinelDeployment
+from .servers import RedisServer, SentinelDeployment, server_product
 
 T0 = 1_700_000_000.0
 MODES = ("sync", "pipeline", "aio")
@@ -401,7 +401,9 @@ def test_cli_commands_take_a_sentinel_url(
     capsys.readouterr()
     primary = sentinel_deployment.primary()
     info = ok(capsys, "info", sentinel_url)
-    assert f"(primary 127.0.0.1:{primary.port}) (Redis server)" in info
+    with primary.client() as client:
+        product, _ = server_product(client)
+    assert f"(primary 127.0.0.1:{primary.port}) ({product} server)" in info
     assert "m000_activity" in ok(capsys, "keys", sentinel_url, "m000_*")
     assert ok(capsys, "get", sentinel_url, "sdp_l0_n_chans").strip() == "4096"
     assert "slew" in ok(capsys, "range", sentinel_url, "m000_activity")
