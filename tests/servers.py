@@ -517,13 +517,17 @@ class ClusterDeployment:
                 origin = clients[source.port]
                 to.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
                 origin.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
-                for _ in range(100_000):  # bounded: the writers add keys to no slot of ours
+                # Bounded: while a slot migrates, a key no longer on the source is written
+                # on the target (ASK), so the source only loses keys
+                for _ in range(100_000):
                     keys = origin.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
                     if not keys:
                         break
                     origin.execute_command(
                         "MIGRATE", "127.0.0.1", target.port, "", 0, 20_000, "KEYS", *keys
                     )
+                else:
+                    raise AssertionError(f"slot {slot} still has keys after 100 000 moves")
                 # the target first, then the source, then the others (the documented order)
                 others = [port for port in clients if port not in (target.port, source.port)]
                 for port in [target.port, source.port, *others]:
