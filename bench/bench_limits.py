@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import resource
 import shutil
 import socket
 import statistics
@@ -49,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_redis import RedisServer
 
 ROWS: list[tuple[str, str, str, str, str]] = []
+PROFILES: list[tuple[str, str]] = []
 
 
 def median_of(repeat: int, func: Callable[[], float]) -> float:
@@ -85,6 +87,12 @@ def row(workload: str, telstate_figure: str, reference: str, ratio: str, goal: s
     print(f"  {workload}: telstate {telstate_figure} | {reference} | {ratio} | {goal}", flush=True)
 
 
+def profile(workload: str, figures: str) -> None:
+    """A line of the profile that explains a row (printed after the table)."""
+    PROFILES.append((workload, figures))
+    print(f"  profile of {workload}: {figures}", flush=True)
+
+
 def timed(func: Callable[[], Any]) -> float:
     gc.collect()
     start = time.perf_counter()
@@ -95,13 +103,15 @@ def timed(func: Callable[[], Any]) -> float:
 # --------------------------------------------------------------------------- the server's limits
 
 
-def redis_benchmark(port: int, n: int, *command: str) -> float:
-    """Requests per second of one client, from redis-benchmark."""
+def redis_benchmark(port: int, n: int, *command: str) -> tuple[float, float]:
+    """Requests per second of one client, from redis-benchmark, and its CPU seconds
+    (user and system) per request."""
     exe = shutil.which("redis-benchmark")
     if exe is None:
         raise SystemExit("redis-benchmark is needed (Debian: redis-tools / redis-server)")
     # -r: each __rand_int__ in the command becomes a random number (new sensor samples)
     options = ["-h", "127.0.0.1", "-p", str(port), "-c", "1", "-n", str(n), "-r", "100000000"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [exe, *options, "-q", *command],
         capture_output=True,
@@ -110,7 +120,9 @@ def redis_benchmark(port: int, n: int, *command: str) -> float:
     ).stdout
     # "GET: 41152.26 requests per second, p50=0.023 msec" (the last \r-separated report)
     last = out.replace("\r", "\n").strip().splitlines()[-1]
-    return float(last.split(":")[1].split("requests")[0])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return float(last.split(":")[1].split("requests")[0]), cpu / n
 
 
 def single_calls(server: RedisServer, n: int, repeat: int) -> None:
@@ -128,16 +140,19 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
     # redis-benchmark with a new member each time (katsdptelstate's script does the same).
     add_sha = admin.script_load(SCRIPTS["add_mutable"])
 
-    def rate(make: Callable[[], Any], op: Callable[[Any, int], Any]) -> float:
+    def rate(make: Callable[[], Any], op: Callable[[Any, int], Any]) -> tuple[float, float]:
+        """Calls per second, and the client's CPU seconds (user and system) per call."""
         ts = make()
         try:
+            cpu = time.process_time()
             seconds = timed(lambda: [op(ts, i) for i in range(n)])
+            cpu = time.process_time() - cpu
         finally:
             backend = getattr(ts, "backend", None)
             close = getattr(backend, "close", None)
             if callable(close):
                 close()
-        return n / seconds
+        return n / seconds, cpu / n
 
     endpoint = server.endpoint
     tel = lambda: telstate.TelescopeState(endpoint)  # noqa: E731
@@ -145,7 +160,8 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
     for make in (tel, kat):
         ts = make()
         ts["attr"] = 1.5
-    rounds: list[dict[str, float]] = []
+    # Each entry: (calls per second, client CPU seconds per call)
+    rounds: list[dict[str, tuple[float, float]]] = []
     for _ in range(repeat):
         rounds.append(
             {
@@ -162,10 +178,16 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
         )
 
     def med(name: str) -> float:
-        return statistics.median(r[name] for r in rounds)
+        return statistics.median(r[name][0] for r in rounds)
 
     def ratio(top: str, bottom: str) -> float:
-        return statistics.median(r[top] / r[bottom] for r in rounds)
+        return statistics.median(r[top][0] / r[bottom][0] for r in rounds)
+
+    def cpu(name: str) -> str:
+        """Client CPU per call against the whole call, in microseconds: the profile of
+        a gap (the server's and the kernel's share of a call is the same for all)."""
+        used = statistics.median(r[name][1] for r in rounds)
+        return f"{used * 1e6:.0f} of {1e6 / med(name):.0f} us"
 
     row(
         "attribute get",
@@ -175,6 +197,11 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
         f"{ratio('get_t', 'limit_get'):.2f}x limit ({ratio('get_k', 'limit_get'):.2f}x)",
         ">= 0.8x GET",
     )
+    profile(
+        "attribute get, client CPU per call",
+        f"telstate {cpu('get_t')}; redis-benchmark {cpu('limit_get')}; "
+        f"katsdptelstate {cpu('get_k')}",
+    )
     row(
         "sensor add",
         f"{med('add_t') / 1e3:.1f} k/s",
@@ -183,6 +210,11 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
         f"{ratio('add_t', 'limit_eval'):.2f}x limit ({ratio('add_k', 'limit_eval'):.2f}x); "
         f"{ratio('add_t', 'limit_add'):.2f}x the add script's",
         ">= 0.8x EVALSHA",
+    )
+    profile(
+        "sensor add, client CPU per call",
+        f"telstate {cpu('add_t')}; redis-benchmark EVALSHA {cpu('limit_eval')}, "
+        f"the add script {cpu('limit_add')}; katsdptelstate {cpu('add_k')}",
     )
     admin.flushall()
     admin.close()
@@ -269,6 +301,34 @@ def _queue_floor(waits: int) -> float:
     return statistics.median(latencies)
 
 
+def _cold_and_warm(call: Callable[[int], Any], calls: int) -> tuple[float, float]:
+    """Median seconds of `call` after the same 10 ms idle as the wake-up timings (code
+    and data the idle machine evicted from its caches), and of the same call again."""
+    cold, warm = [], []
+    for i in range(calls):
+        time.sleep(0.01)
+        start = time.perf_counter()
+        call(2 * i)
+        middle = time.perf_counter()
+        call(2 * i + 1)
+        cold.append(middle - start)
+        warm.append(time.perf_counter() - middle)
+    return statistics.median(cold), statistics.median(warm)
+
+
+def _memory_writer_profile(waits: int) -> str:
+    """The writer's half of a memory wake-up: its add with nobody waiting, cold and warm."""
+    parts = []
+    for name, mod in (("telstate", telstate), ("katsdptelstate", katsdptelstate)):
+        add = partial(mod.TelescopeState().add, value=1, immutable=True)
+        prefix = f"c{time.time()}_"
+        cold, warm = _cold_and_warm(lambda i, a=add, p=prefix: a(f"{p}{i}"), waits)
+        parts.append(f"{name} {cold * 1e6:.0f} us ({warm * 1e6:.1f} us warm)")
+    noop_cold, noop_warm = _cold_and_warm(lambda i: None, waits)
+    parts.append(f"an empty lambda {noop_cold * 1e6:.1f} us ({noop_warm * 1e6:.2f} us warm)")
+    return "; ".join(parts)
+
+
 def wake_ups(server: RedisServer, waits: int, repeat: int) -> None:
     print("wait_key wake-up (write issued -> waiter returns)")
     endpoint = server.endpoint
@@ -308,6 +368,13 @@ def wake_ups(server: RedisServer, waits: int, repeat: int) -> None:
             f"{tel / kat:.2f}x katsdptelstate",
             "<= 0.5x katsdptelstate",
         )
+        if where == "memory":
+            profile(
+                "wait_key wake-up, memory: the writer's add alone, after the same idle",
+                f"{_memory_writer_profile(waits)}; the goal leaves "
+                f"{(kat / 2 - bare) * 1e6:.0f} us beyond the bare handoff for the writer's "
+                "add, the wake and the waiter's return",
+            )
 
 
 # --------------------------------------------------------------------------- arrays
@@ -540,6 +607,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| workload | telstate | limit / reference | ratio | goal |\n|---|---|---|---|---|")
     for cells in ROWS:
         print("| " + " | ".join(cells) + " |")
+    if PROFILES:
+        print("\nProfiles of the gaps:")
+        for workload, figures in PROFILES:
+            print(f"- {workload}: {figures}")
     return 0
 
 
