@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCRIPTS",
+    "IMMUTABLES_KEPT",
     "QuickCalls",
     "TYPE_NAMES",
     "is_wrongtype",
@@ -577,6 +578,11 @@ class QuickCalls:
         """``GET key``, for a key that held an immutable; finish with :func:`immutable_found`."""
         return self._get_immutable % (len(key), key)
 
+    def read(self, key: bytes, plain: bool) -> bytes:
+        """:meth:`get_immutable` if `plain` (the key held an immutable), else :meth:`get`;
+        finish with :func:`quick_found`."""
+        return (self._get_immutable if plain else self._get) % (len(key), key)
+
     def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> bytes:
         """:func:`add_mutable_plan`; nothing to finish."""
         data = member(timestamp, value)
@@ -590,6 +596,28 @@ class QuickCalls:
 def immutable_found(reply: bytes | None) -> Found | None:
     """What :func:`get_plan` finds, from the reply of :meth:`QuickCalls.get_immutable`."""
     return None if reply is None else (KeyType.IMMUTABLE, reply, None)
+
+
+#: Most keys a backend remembers as immutables (read by ``GET``: see :class:`QuickCalls`).
+IMMUTABLES_KEPT = 1 << 16
+
+
+def quick_found(reply: Any, key: bytes, plain: bool, immutables: set[bytes]) -> Found | None:
+    """What :func:`get_plan` finds, from the clean reply to ``QuickCalls.read(key, plain)``.
+
+    `immutables` holds the keys a backend last saw holding an immutable, which it reads
+    by ``GET`` (`plain`): a key the script finds immutable joins them (up to
+    :data:`IMMUTABLES_KEPT`, then they start again).  A key whose ``GET`` did not answer
+    cleanly (WRONGTYPE: it is something else now) is the backend's to discard.
+    """
+    if plain:
+        return None if reply is None else (KeyType.IMMUTABLE, reply, None)
+    found = parse_found(reply)
+    if found is not None and found[0] is KeyType.IMMUTABLE:
+        if len(immutables) >= IMMUTABLES_KEPT:
+            immutables.clear()
+        immutables.add(key)
+    return found
 
 
 def get_plan(keys: Sequence[bytes], cluster: bool = False) -> Plan[Found | None]:

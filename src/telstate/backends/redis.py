@@ -49,8 +49,6 @@ RETRY_WINDOW = 5.0
 _CLIENT_KWARGS: dict[str, Any] = {"socket_timeout": 5, "health_check_interval": 30}
 _SCRIPTS = Scripts(proto.SCRIPTS)
 _QUICK = proto.QuickCalls(_SCRIPTS)
-#: Most keys remembered as immutables (read by GET: see proto.QuickCalls), per backend.
-_IMMUTABLES_KEPT = 1 << 16
 
 
 def describe_server(client: Any) -> str:
@@ -321,21 +319,11 @@ class RedisBackend(RedisBackendCommon, Backend):
     def get(self, keys: Sequence[bytes]) -> Found | None:
         if len(keys) == 1:
             key = keys[0]
-            immutables = self._immutables
-            if key in immutables:
-                reply = self._transport.quick(_QUICK.get_immutable(key))
-                if reply is not MISS:
-                    return proto.immutable_found(reply)
-                immutables.discard(key)
-            else:
-                reply = self._transport.quick(_QUICK.get(key))
-                if reply is not MISS:
-                    found = proto.parse_found(reply)
-                    if found is not None and found[0] is KeyType.IMMUTABLE:
-                        if len(immutables) >= _IMMUTABLES_KEPT:
-                            immutables.clear()
-                        immutables.add(key)
-                    return found
+            plain = key in self._immutables
+            reply = self._transport.quick(_QUICK.read(key, plain))
+            if reply is not MISS:
+                return proto.quick_found(reply, key, plain, self._immutables)
+            self._immutables.discard(key)
             return self._rerun(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
         return self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
