@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -668,3 +669,66 @@ def test_members_walk_rules() -> None:
     assert resp.members_walk(b"+OK\r\n", 0, 1, 5) is None  # not a bulk string
     assert resp.members_walk(b"$-1\r\n", 0, 1, 5) is None  # nor is a null
     assert resp.members_walk(b"$" + b"1" * 12 + b"\r\n", 0, 1, 15) is None  # no header end
+
+
+# ------------------------------------------------------------ the asyncio connection's watchdog
+
+
+def test_a_cancelled_request_s_replies_are_dropped_in_order() -> None:
+    """A caller cancelled while its reply is on the way: the reply is read and dropped,
+    and the request behind it gets its own."""
+
+    async def main() -> None:
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 10.0)
+        transport = ProtocolFeed(connection)
+        first = asyncio.ensure_future(connection.exchange(b"", 2))
+        second = asyncio.ensure_future(connection.exchange(b"", 1))
+        await asyncio.sleep(0)
+        first.cancel()
+        await asyncio.sleep(0)
+        transport.feed(b"+a\r\n+b\r\n+c\r\n", [3])
+        assert await second == [b"c"]
+        assert first.cancelled() and connection.usable and not connection.pending
+
+    asyncio.run(main())
+
+
+def test_replies_trickling_in_keep_a_request_alive_past_the_timeout() -> None:
+    """The timeout counts from the last sign of life, not from the request."""
+
+    async def main() -> None:
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 0.2)
+        transport = ProtocolFeed(connection)
+        request = asyncio.ensure_future(connection.exchange(b"", 1))
+        reply = b"$5\r\nhello\r\n"
+        start = time.monotonic()
+        for at in range(len(reply)):  # a byte every 0.1 s: 1.1 s in all
+            await asyncio.sleep(0.1)
+            assert not request.done()
+            transport.feed(reply[at : at + 1], [])
+        assert await request == [b"hello"]
+        assert time.monotonic() - start > 1.0 and connection.usable
+
+    asyncio.run(main())
+
+
+def test_a_silent_server_fails_every_waiting_request() -> None:
+    """Nothing for `timeout` seconds: the connection is dropped, and every request on it
+    fails saying why; a later request fails at once."""
+
+    async def main() -> None:
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 0.2)
+        transport = ProtocolFeed(connection)
+        requests = [asyncio.ensure_future(connection.exchange(b"", 1)) for _ in range(3)]
+        start = time.monotonic()
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        waited = time.monotonic() - start
+        assert all(
+            isinstance(r, rules.Dropped) and "did not answer in 0.2 s" in str(r) for r in results
+        )
+        assert 0.15 < waited < 5 and transport.closed and not connection.usable
+        assert connection.watchdog is None
+        with pytest.raises(rules.Dropped, match="did not answer"):
+            await connection.exchange(b"", 1)
+
+    asyncio.run(main())

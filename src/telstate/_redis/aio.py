@@ -45,6 +45,7 @@ from .hub import (
 from .raw import Received, Receiver, receive_reads
 from .resp import ProtocolError, Reader, pack
 from .session import (
+    MISS,
     Command,
     Exchange,
     Node,
@@ -56,7 +57,9 @@ from .session import (
     first_try,
     first_try_answered,
     first_try_failed,
+    first_try_node,
     handshake_commands,
+    quick_answered,
 )
 
 __all__ = ["AsyncSubscription", "AsyncTransport"]
@@ -89,6 +92,11 @@ class StreamConnection(asyncio.BufferedProtocol):
     connection calls it with the failure.  Bytes arrive in a buffer of the protocol's
     own; while a bulk request that was sent on an idle connection is receiving, they
     arrive where its receiver (:func:`.raw.receive_reads`) says instead.
+
+    The server is given up on when requests wait and nothing has arrived for `timeout`
+    seconds since the later of the last bytes and the last request sent.  One timer per
+    connection watches that while requests wait (:meth:`_watch`), rather than one per
+    request: a request then costs no timer of its own.
     """
 
     multiplexed = True
@@ -116,6 +124,7 @@ class StreamConnection(asyncio.BufferedProtocol):
         self.view = memoryview(self.buffer)
         self.receiver: Receiver | None = None  # a bulk request's, while it receives
         self.receiving = self.view  # where its next bytes go
+        self.watchdog: asyncio.TimerHandle | None = None  # armed while requests wait
 
     # protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,13 +178,18 @@ class StreamConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None and self.garbled is not None:
             exc = Exception(f"it does not speak the Redis protocol: {self.garbled}")
-        self.lost = rules.Dropped(f"connection to {self.node} lost" + (f": {exc}" if exc else ""))
+        if self.lost is None:  # else the watchdog gave up on the server, and said why
+            detail = f": {exc}" if exc else ""
+            self.lost = rules.Dropped(f"connection to {self.node} lost{detail}")
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         self.receiver = None
         while self.pending:
             request = self.pending.popleft()
             if not request.future.done():
                 request.future.set_exception(self.lost)
-                # Its caller may be gone (a cancelled task, shielded from the request):
+                # Its caller may be gone (a coroutine closed before it awaited the reply):
                 # the failure is theirs to see, not the loop's to log as never retrieved.
                 request.future.exception()
         if self.on_push is not None:
@@ -212,16 +226,28 @@ class StreamConnection(asyncio.BufferedProtocol):
             self.receiving = next(self.receiver)
         self.pending.append(_Request(count, future))
         self.send(payload)
-        self.last_data = max(self.last_data, loop.time())
-        while True:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await asyncio.shield(future)
-            except TimeoutError:
-                if loop.time() - self.last_data < self.timeout:
-                    continue  # replies are flowing (to us or to those before us)
-                self.abort()
-                raise rules.Dropped(f"{self.node} did not answer in {self.timeout} s") from None
+        now = loop.time()
+        if now > self.last_data:
+            self.last_data = now
+        if self.watchdog is None:
+            self.watchdog = loop.call_at(now + self.timeout, self._watch)
+        # A cancelled caller cancels only its future: its replies are still read, and
+        # dropped (_add), so the stream stays aligned.
+        return await future
+
+    def _watch(self) -> None:
+        """The watchdog: give up on a server silent for `timeout` while requests wait,
+        failing them all; else look again when that would next be true."""
+        self.watchdog = None
+        if not self.pending or self.lost is not None:
+            return  # the next request arms it again
+        loop = asyncio.get_running_loop()
+        due = self.last_data + self.timeout
+        if loop.time() < due:  # bytes arrived, or a request was sent, since it was armed
+            self.watchdog = loop.call_at(due, self._watch)
+            return
+        self.lost = rules.Dropped(f"{self.node} did not answer in {self.timeout} s")
+        self.abort()  # connection_lost fails the waiting requests with self.lost
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -420,6 +446,22 @@ class AsyncTransport(TransportState):
                     return replies
         return await self.drive(self.call(commands, writes))
 
+    async def quick(self, payload: bytes, writes: bool = False) -> Any:
+        """The reply to `payload`, one command for the primary, if its first try answers
+        it cleanly; else :data:`.session.MISS`, and the caller runs the operation's plan
+        (the twin of the blocking driver's ``quick``)."""
+        node = first_try_node(self.topology, writes)
+        if node is None or self._closed:
+            return MISS
+        self._start()
+        try:
+            connection = await self._connection(node)
+            (reply,) = await connection.exchange(payload, 1)
+        except rules.Failure as failure:
+            first_try_failed(self.topology, failure)
+            return MISS
+        return reply if quick_answered(reply) else MISS
+
     async def drive(self, plan: Plan[_T]) -> _T:
         """Run a plan to its end."""
         self._start()
@@ -489,6 +531,15 @@ class AsyncTransport(TransportState):
 
     async def _connection(self, node: Node) -> Connection:
         """A connection to `node` for one exchange: the least busy, or a new one."""
+        pool = self._connections.get(node)
+        if pool:  # the usual case, first: the first connection is idle and current
+            first = pool[0]
+            if (
+                first.load == 0
+                and first.usable
+                and (node.sentinel or first.epoch == self.topology.epoch)
+            ):
+                return first
         while True:
             current = self.topology.epoch
             pool = self._connections.setdefault(node, [])

@@ -23,7 +23,7 @@ from .._ranges import RangeQuery
 from .._redis import config as _config
 from .._redis.aio import AsyncSubscription as _HubSubscription
 from .._redis.aio import AsyncTransport
-from .._redis.session import Scripts, first_contact
+from .._redis.session import MISS, Scripts, first_contact
 from .._samples import SampleBatch
 from .._updates import KeyUpdate, Recheck
 from ..backends import _redis_protocol as proto
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisBackend"]
 
 _SCRIPTS = Scripts(proto.SCRIPTS)
+_QUICK = proto.QuickCalls(_SCRIPTS)
 
 
 class RedisBackend(RedisBackendCommon, AsyncBackend):
@@ -77,6 +78,7 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
             config, foreign = transport_config(client, retry_window, min_replicas)
         self.client = client
         self._transport = AsyncTransport(config, _SCRIPTS, foreign)
+        self._immutables: set[bytes] = set()  # keys last seen holding an immutable
         self._closing: asyncio.Task[None] | None = None
 
     async def _first_contact(self) -> RedisBackend:
@@ -181,9 +183,31 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
         except StopIteration as done:
             return done.value
 
+    async def _rerun(self, plan: proto.Plan[Any]) -> Any:
+        """Run the plan of a call whose quick try did not answer: its whole plan at once
+        (a first try would meet what the quick one met)."""
+        transport = self._transport
+        replies: Any = None
+        try:
+            while True:
+                batch = plan.send(replies)
+                replies = await transport.drive(transport.call(batch.commands, batch.writes))
+        except StopIteration as done:
+            return done.value
+
     # -- reads
 
+    # The hot operations try the transport's quick lane first (see proto.QuickCalls)
+
     async def get(self, keys: Sequence[bytes]) -> Found | None:
+        if len(keys) == 1:
+            key = keys[0]
+            plain = key in self._immutables
+            reply = await self._transport.quick(_QUICK.read(key, plain))
+            if reply is not MISS:
+                return proto.quick_found(reply, key, plain, self._immutables)
+            self._immutables.discard(key)
+            return await self._rerun(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
         return await self._run(proto.get_plan(keys, self._cluster))  # type: ignore[no-any-return]
 
     async def key_type(self, keys: Sequence[bytes]) -> KeyType | None:
@@ -237,10 +261,14 @@ class RedisBackend(RedisBackendCommon, AsyncBackend):
     # -- writes
 
     async def set_immutable(self, key: bytes, value: bytes) -> bytes | None:
-        return await self._run(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
+        reply = await self._transport.quick(_QUICK.set_immutable(key, value), True)
+        if reply is not MISS:
+            return reply  # type: ignore[no-any-return]
+        return await self._rerun(proto.set_immutable_plan(key, value))  # type: ignore[no-any-return]
 
     async def add_mutable(self, key: bytes, value: bytes, timestamp: float) -> None:
-        await self._run(proto.add_mutable_plan(key, value, timestamp))
+        if await self._transport.quick(_QUICK.add_mutable(key, value, timestamp), True) is MISS:
+            await self._rerun(proto.add_mutable_plan(key, value, timestamp))
 
     async def set_indexed(self, key: bytes, sub_key: bytes, value: bytes) -> bytes | None:
         return await self._run(proto.set_indexed_plan(key, sub_key, value))  # type: ignore[no-any-return]
