@@ -938,6 +938,30 @@ def test_quick_payloads_are_what_the_plans_send() -> None:
     # a GET's reply means what the get script's would
     assert proto.immutable_found(b"v") == proto.parse_found([0, 1, b"v"])
     assert proto.immutable_found(None) is None
+    assert quick.read(key, True) == quick.get_immutable(key)
+    assert quick.read(key, False) == quick.get(key)
+
+
+def test_quick_found_remembers_the_keys_found_immutable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a quick read found, and which keys are read by GET next time."""
+    known: set[bytes] = set()
+    immutable = proto.parse_found([0, 1, b"v"])
+    assert proto.quick_found([0, 1, b"v"], b"a", False, known) == immutable
+    assert known == {b"a"}
+    sensor = [1, 2, b"\x00" * 8 + b"v"]  # a sensor's latest member
+    assert proto.quick_found(sensor, b"s", False, known) == proto.parse_found(sensor)
+    assert proto.quick_found(None, b"gone", False, known) is None
+    assert known == {b"a"}  # only immutables
+    # by GET: the value, or nothing if the key went away (it stays known)
+    assert proto.quick_found(b"v", b"a", True, known) == immutable
+    assert proto.quick_found(None, b"a", True, known) is None
+    assert known == {b"a"}
+    # a full set starts again rather than growing without bound
+    monkeypatch.setattr(proto, "IMMUTABLES_KEPT", 2)
+    proto.quick_found([0, 1, b"v"], b"b", False, known)
+    assert known == {b"a", b"b"}
+    proto.quick_found([0, 1, b"v"], b"c", False, known)
+    assert known == {b"c"}
 
 
 def test_script_prefix_with_bulk_words_packs_like_pack() -> None:
