@@ -154,6 +154,24 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
                 close()
         return n / seconds, cpu / n
 
+    def aio_rate(op: Callable[[Any, int], Awaitable[Any]]) -> tuple[float, float]:
+        """:func:`rate` of the asyncio front end."""
+
+        async def main() -> tuple[float, float]:
+            backend = await AioRedisBackend.from_url(f"redis://{server.endpoint}")
+            async with backend:
+                ts = telstate.aio.TelescopeState(backend)
+                await op(ts, 0)  # connected
+                gc.collect()
+                cpu = time.process_time()
+                start = time.perf_counter()
+                for i in range(n):
+                    await op(ts, i)
+                seconds = time.perf_counter() - start
+                return n / seconds, (time.process_time() - cpu) / n
+
+        return asyncio.run(main())
+
     endpoint = server.endpoint
     tel = lambda: telstate.TelescopeState(endpoint)  # noqa: E731
     kat = lambda: katsdptelstate.TelescopeState(endpoint, db=1)  # noqa: E731
@@ -168,12 +186,14 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
                 "limit_get": redis_benchmark(port, n, "GET", "bench_key"),
                 "get_t": rate(tel, lambda ts, i: ts["attr"]),
                 "get_k": rate(kat, lambda ts, i: ts["attr"]),
+                "get_a": aio_rate(lambda ts, i: ts.get("attr")),
                 "limit_eval": redis_benchmark(port, n, "EVALSHA", sha, "1", "bench_key"),
                 "limit_add": redis_benchmark(
                     port, n, "EVALSHA", add_sha, "1", "bench_add", "__rand_int____rand_int__"
                 ),
                 "add_t": rate(tel, lambda ts, i: ts.add("s", 1.0, ts=float(i))),
                 "add_k": rate(kat, lambda ts, i: ts.add("s", 1.0, ts=float(i))),
+                "add_a": aio_rate(lambda ts, i: ts.add("s", 1.0, ts=float(i))),
             }
         )
 
@@ -191,29 +211,32 @@ def single_calls(server: RedisServer, n: int, repeat: int) -> None:
 
     row(
         "attribute get",
-        f"{med('get_t') / 1e3:.1f} k/s",
+        f"{med('get_t') / 1e3:.1f} k/s; asyncio {med('get_a') / 1e3:.1f} k/s",
         f"redis-benchmark GET {med('limit_get') / 1e3:.1f} k/s; "
         f"katsdptelstate {med('get_k') / 1e3:.1f} k/s",
-        f"{ratio('get_t', 'limit_get'):.2f}x limit ({ratio('get_k', 'limit_get'):.2f}x)",
+        f"{ratio('get_t', 'limit_get'):.2f}x limit (asyncio {ratio('get_a', 'limit_get'):.2f}x; "
+        f"katsdptelstate {ratio('get_k', 'limit_get'):.2f}x)",
         ">= 0.8x GET",
     )
     profile(
         "attribute get, client CPU per call",
-        f"telstate {cpu('get_t')}; redis-benchmark {cpu('limit_get')}; "
-        f"katsdptelstate {cpu('get_k')}",
+        f"telstate {cpu('get_t')} (asyncio {cpu('get_a')}); redis-benchmark "
+        f"{cpu('limit_get')}; katsdptelstate {cpu('get_k')}",
     )
     row(
         "sensor add",
-        f"{med('add_t') / 1e3:.1f} k/s",
+        f"{med('add_t') / 1e3:.1f} k/s; asyncio {med('add_a') / 1e3:.1f} k/s",
         f"redis-benchmark EVALSHA {med('limit_eval') / 1e3:.1f} k/s, of the add script "
         f"itself {med('limit_add') / 1e3:.1f} k/s; katsdptelstate {med('add_k') / 1e3:.1f} k/s",
-        f"{ratio('add_t', 'limit_eval'):.2f}x limit ({ratio('add_k', 'limit_eval'):.2f}x); "
+        f"{ratio('add_t', 'limit_eval'):.2f}x limit (asyncio {ratio('add_a', 'limit_eval'):.2f}x; "
+        f"katsdptelstate {ratio('add_k', 'limit_eval'):.2f}x); "
         f"{ratio('add_t', 'limit_add'):.2f}x the add script's",
         ">= 0.8x EVALSHA",
     )
     profile(
         "sensor add, client CPU per call",
-        f"telstate {cpu('add_t')}; redis-benchmark EVALSHA {cpu('limit_eval')}, "
+        f"telstate {cpu('add_t')} (asyncio {cpu('add_a')}); redis-benchmark EVALSHA "
+        f"{cpu('limit_eval')}, "
         f"the add script {cpu('limit_add')}; katsdptelstate {cpu('add_k')}",
     )
     admin.flushall()
