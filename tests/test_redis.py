@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -400,29 +400,37 @@ def test_silent_server_times_out_by_socket_timeout(tcp_server: RedisServer) -> N
         ts.backend.close()
 
 
+def _run_aio(url: str, body: Callable[[telstate.aio.TelescopeState], Awaitable[None]]) -> None:
+    """Run `body` on an asyncio TelescopeState of `url`, closed after it."""
+
+    async def main() -> None:
+        backend = await AioRedisBackend.from_url(url)
+        try:
+            await body(telstate.aio.TelescopeState(backend))
+        finally:
+            await backend.wait_closed()
+
+    asyncio.run(main())
+
+
 def test_silent_server_times_out_by_socket_timeout_aio(tcp_server: RedisServer) -> None:
     """The asyncio twin: a request waits `socket_timeout` for a sign of life, then the
     call retries for the retry window and gives up, saying why; later calls work."""
     url = f"redis://127.0.0.1:{tcp_server.port}/?socket_timeout=0.2&retry_window=0.3"
     admin = tcp_server.client()
 
-    async def main() -> None:
-        backend = await AioRedisBackend.from_url(url)
-        ts = telstate.aio.TelescopeState(backend)
-        try:
-            await ts.set("a", 1)
-            admin.client_pause(1500)
-            start = time.monotonic()
-            with pytest.raises(ConnectionError, match=r"did not answer in 0\.2 s"):
-                await ts.get("a")
-            assert time.monotonic() - start < 1.4  # gave up before the server came back
-            await asyncio.sleep(1.6)
-            assert await ts.get("a") == 1
-        finally:
-            await backend.wait_closed()
+    async def body(ts: telstate.aio.TelescopeState) -> None:
+        await ts.set("a", 1)
+        admin.client_pause(1500)
+        start = time.monotonic()
+        with pytest.raises(ConnectionError, match=r"did not answer in 0\.2 s"):
+            await ts.get("a")
+        assert time.monotonic() - start < 1.4  # gave up before the server came back
+        await asyncio.sleep(1.6)
+        assert await ts.get("a") == 1
 
     try:
-        asyncio.run(main())
+        _run_aio(url, body)
     finally:
         admin.close()
 
@@ -433,31 +441,26 @@ def test_immutables_read_again_by_get_aio(tcp_server: RedisServer) -> None:
     admin = tcp_server.client()
     admin.flushall()
 
-    async def main() -> None:
-        backend = await AioRedisBackend.from_url(f"redis://127.0.0.1:{tcp_server.port}")
-        ts = telstate.aio.TelescopeState(backend)
-        try:
-            calls = _commands(admin)
-            await ts.set("k", 1)
-            await ts.add("s", 1.0, ts=1.0)
-            assert await ts.get("k") == 1  # by the script: an immutable
-            after = _commands(admin)
-            assert after["evalsha"] - calls.get("evalsha", 0) == 3  # one call each
-            assert await ts.get("k") == 1
-            assert _commands(admin)["get"] - after.get("get", 0) == 1
-            await ts.delete("k")
-            assert await ts.get("k") is None  # GET: nil
-            await ts.add("k", 3.0, ts=1.0)
-            assert await ts.get("k") == 3.0  # GET: WRONGTYPE, then the script
-            before = _commands(admin)
-            assert await ts.get("k") == 3.0
-            assert _commands(admin).get("get", 0) == before.get("get", 0)  # script only
-            assert await ts.get_range("s", st=0) == [(1.0, 1.0)]
-        finally:
-            await backend.wait_closed()
+    async def body(ts: telstate.aio.TelescopeState) -> None:
+        calls = _commands(admin)
+        await ts.set("k", 1)
+        await ts.add("s", 1.0, ts=1.0)
+        assert await ts.get("k") == 1  # by the script: an immutable
+        after = _commands(admin)
+        assert after["evalsha"] - calls.get("evalsha", 0) == 3  # one call each
+        assert await ts.get("k") == 1
+        assert _commands(admin)["get"] - after.get("get", 0) == 1
+        await ts.delete("k")
+        assert await ts.get("k") is None  # GET: nil
+        await ts.add("k", 3.0, ts=1.0)
+        assert await ts.get("k") == 3.0  # GET: WRONGTYPE, then the script
+        before = _commands(admin)
+        assert await ts.get("k") == 3.0
+        assert _commands(admin).get("get", 0) == before.get("get", 0)  # script only
+        assert await ts.get_range("s", st=0) == [(1.0, 1.0)]
 
     try:
-        asyncio.run(main())
+        _run_aio(f"redis://127.0.0.1:{tcp_server.port}", body)
     finally:
         admin.close()
 
