@@ -697,7 +697,8 @@ def test_replies_trickling_in_keep_a_request_alive_past_the_timeout() -> None:
     """The timeout counts from the last sign of life, not from the request."""
 
     async def main() -> None:
-        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 0.2)
+        # 0.5 s: a loaded machine may oversleep the 0.1 s between bytes a little
+        connection = aio.StreamConnection(Node(("127.0.0.1", 1)), 0, 0.5)
         transport = ProtocolFeed(connection)
         request = asyncio.ensure_future(connection.exchange(b"", 1))
         reply = b"$5\r\nhello\r\n"
