@@ -234,7 +234,8 @@ def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
     source = TelescopeState()
     source["x"] = 1
     source.save_to_file(path)
-    unreachable = f"127.0.0.1:{free_port()}"
+    # (a short retry window: how long a first contact retries is not the point here)
+    unreachable = f"redis://127.0.0.1:{free_port()}?retry_window=0.2"
     with pytest.raises(redis.ConnectionError) as info:
         TelescopeState(unreachable)
     assert isinstance(info.value, telstate.ConnectionError)
@@ -254,7 +255,7 @@ def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
         from telstate.aio.redis import RedisBackend as AioRedisBackend
 
         server = fakeredis.FakeServer()
-        backend = AioRedisBackend(fakeredis.aioredis.FakeRedis(server=server))
+        backend = AioRedisBackend(fakeredis.aioredis.FakeRedis(server=server), retry_window=0)
         ts = telstate.aio.TelescopeState(backend)
         await ts.set("x", 1)
         server.connected = False
@@ -263,7 +264,7 @@ def test_connection_errors_are_also_redis_py_errors(tmp_path: Path) -> None:
                 await call()
             assert isinstance(info.value, redis.ConnectionError)
         with pytest.raises(redis.ConnectionError):
-            await AioRedisBackend.from_url(f"redis://{unreachable}")
+            await AioRedisBackend.from_url(unreachable)
 
     asyncio.run(main())
 
@@ -461,6 +462,36 @@ def test_immutables_read_again_by_get_aio(tcp_server: RedisServer) -> None:
 
     try:
         _run_aio(f"redis://127.0.0.1:{tcp_server.port}", body)
+    finally:
+        admin.close()
+
+
+def test_stats_of_no_keys_waits_for_nothing(tcp_server: RedisServer) -> None:
+    """A call of no commands (``telstate copy`` of an empty server asks the stats of no
+    keys) is answered at once: it used to wait for a reply that never came, until the
+    socket timeout dropped the connection."""
+    url = f"redis://127.0.0.1:{tcp_server.port}/?socket_timeout=0.5"
+    admin = tcp_server.client()
+
+    def connections() -> int:
+        return int(admin.info("stats")["total_connections_received"])
+
+    async def body(ts: telstate.aio.TelescopeState) -> None:
+        await ts.set("a", 1)  # connected
+        before = connections()
+        assert await ts.backend.stats([]) == []
+        assert await ts.backend.stats([b"a"]) != [None]
+        assert connections() == before  # the connection was kept: nothing timed out
+
+    try:
+        ts = TelescopeState(RedisBackend.from_url(url))
+        ts["a"] = 1
+        before = connections()
+        assert ts.backend.stats([]) == []
+        assert ts.backend.stats([b"a"]) != [None]
+        assert connections() == before
+        ts.backend.close()
+        _run_aio(url, body)
     finally:
         admin.close()
 

@@ -31,6 +31,7 @@ from telstate._redis.session import (
     call,
     check_handshake,
     discover,
+    first_try,
     handshake_commands,
 )
 
@@ -204,6 +205,17 @@ def test_plain_success(clock: FakeTime) -> None:
         [b"EVALSHA", scripts.shas["get"].encode(), b"1", b"k"],
     ]
     assert driver.pauses == []
+
+
+def test_no_commands_send_nothing(clock: FakeTime) -> None:
+    """A batch of nothing (the stats of no keys) is answered at once: no exchange, and
+    no first try, which would wait for a reply that never comes."""
+    scripts = Scripts(SCRIPT_TEXTS)
+    for topology in (server_topology(), server_topology(min_replicas=1)):
+        driver = Driver(clock)  # any exchange fails the test
+        assert driver.run(call(topology, scripts, [], writes=True)) == []
+        assert first_try(topology, scripts, [], False) is None
+    assert first_try(server_topology(), scripts, [("GET", b"k")], False) is not None
 
 
 def test_commands_own_errors_come_back_in_place(clock: FakeTime) -> None:

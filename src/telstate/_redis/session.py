@@ -463,6 +463,8 @@ def call(
     telstate.TimeoutError
         The `deadline` passed first.
     """
+    if not commands:  # no replies to wait for (a stats or a batch of nothing)
+        return []
     if topology.cluster is not None:
         return (yield from _call_cluster(topology, scripts, commands, writes, deadline, retry))
     config = topology.config
@@ -542,8 +544,8 @@ def first_try(
     idempotent) and applies every rule.
     """
     node = first_try_node(topology, writes)
-    if node is None or not _simple(commands):
-        return None
+    if node is None or not commands or not _simple(commands):
+        return None  # (no commands: call() answers at once, sending nothing)
     return node, pack(scripts.expand(command) for command in commands)  # type: ignore[arg-type]
 
 
