@@ -372,6 +372,35 @@ class SentinelDeployment:
         finally:
             client.close()
 
+    def wait_primary_replicated(self, replicas: int, timeout: float = 60.0) -> RedisServer:
+        """Until the primary the sentinels name has `replicas` replicas online; returns it.
+
+        The primary is asked anew at every look: on a busy machine the sentinels may fail
+        over a second time after a fault (a new primary too slow to answer them while it
+        sends a full copy to a replica), and the deployment is settled on the last one.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            primary = self.primary()
+            client = primary.client(socket_timeout=5)
+            try:
+                info = client.info("replication")
+            except redis.ConnectionError:
+                info = {}
+            finally:
+                client.close()
+            online = [
+                value
+                for name, value in info.items()
+                if name.startswith("slave")
+                and isinstance(value, dict)
+                and value.get("state") == "online"
+            ]
+            if info.get("role") == "master" and len(online) >= replicas:
+                return primary
+            assert time.monotonic() < deadline, f"replication not settled: {info}"
+            time.sleep(0.02)
+
     def wait_settled(self, primary: RedisServer, replicas: int, timeout: float = 30.0) -> None:
         """Until every sentinel names `primary` and knows its replicas and the other sentinels."""
         deadline = time.monotonic() + timeout
