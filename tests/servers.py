@@ -256,6 +256,16 @@ class SentinelProcess(_Process):
         self._launch([self.exe, str(self.config), "--sentinel"])
 
 
+def _replicated(info: dict[str, Any], replicas: int) -> bool:
+    """Whether INFO replication shows a primary with `replicas` replicas online."""
+    online = [
+        value
+        for name, value in info.items()
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    ]
+    return info.get("role") == "master" and len(online) >= replicas
+
+
 class SentinelDeployment:
     """A primary, its replicas and sentinels watching them: Redis Sentinel on loopback.
 
@@ -358,14 +368,7 @@ class SentinelDeployment:
         try:
             while True:
                 info = client.info("replication")
-                online = [
-                    value
-                    for name, value in info.items()
-                    if name.startswith("slave")
-                    and isinstance(value, dict)
-                    and value.get("state") == "online"
-                ]
-                if info.get("role") == "master" and len(online) >= replicas:
+                if _replicated(info, replicas):
                     return
                 assert time.monotonic() < deadline, f"replication not settled: {info}"
                 time.sleep(0.02)
@@ -389,14 +392,7 @@ class SentinelDeployment:
                 info = {}
             finally:
                 client.close()
-            online = [
-                value
-                for name, value in info.items()
-                if name.startswith("slave")
-                and isinstance(value, dict)
-                and value.get("state") == "online"
-            ]
-            if info.get("role") == "master" and len(online) >= replicas:
+            if _replicated(info, replicas):
                 return primary
             assert time.monotonic() < deadline, f"replication not settled: {info}"
             time.sleep(0.02)
